@@ -1,0 +1,257 @@
+"""Decode once, resize, cache as uint8 arrays; load the cache as memmaps (SPEC 1.1, 1.3).
+
+Cache layout: ``cache_dir/<dataset>/<split>/<H>x<W>/`` holding per video ``<video>.frames.npy`` (uint8
+[N, H, W, 3]), ``<video>.labels.npy`` (int8 [N]), ``<video>.masks.npy`` (uint8 [N, H, W]) and ``index.json``,
+written last. Every file is written to a temporary name in the same folder and moved into place with
+``os.replace``, so an interrupted run never leaves a half-written file under a final name and a re-run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from collections.abc import Sequence
+
+import numpy as np
+import tqdm
+
+from jaxvad.data.decode import iter_frames, read_frames
+from jaxvad.data.errors import DataError
+from jaxvad.data.labels import load_frame_labels, load_pixel_masks
+from jaxvad.data.layout import VideoEntry, discover
+from jaxvad.data.types import Split, VideoData
+
+__all__ = ["cache_path", "load_split", "prepare_split", "read_frames", "read_split"]
+
+INDEX = "index.json"
+
+
+def cache_path(cache_dir: str | pathlib.Path, dataset: str, split: str, size: tuple[int, int]) -> pathlib.Path:
+  """The cache folder ``cache_dir/<dataset>/<split>/<H>x<W>`` of one prepared split."""
+  return pathlib.Path(cache_dir) / dataset / split / f"{size[0]}x{size[1]}"
+
+
+def _tmp(path: pathlib.Path) -> pathlib.Path:
+  return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def _save_atomic(path: pathlib.Path, arr: np.ndarray) -> None:
+  tmp = _tmp(path)
+  try:
+    with open(tmp, "wb") as f:
+      np.save(f, arr, allow_pickle=False)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  finally:
+    tmp.unlink(missing_ok=True)
+
+
+def _write_json_atomic(path: pathlib.Path, obj: dict) -> None:
+  tmp = _tmp(path)
+  try:
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    os.replace(tmp, path)
+  finally:
+    tmp.unlink(missing_ok=True)
+
+
+def _cached_len(path: pathlib.Path) -> int | None:
+  """Leading dimension of a cached array, or None if absent or unreadable."""
+  try:
+    return int(np.load(path, mmap_mode="r", allow_pickle=False).shape[0])
+  except (OSError, ValueError):
+    return None
+
+
+def _write_frames(entry: VideoEntry, path: pathlib.Path, size: tuple[int, int]) -> int:
+  """Decodes one video into ``path``; returns its frame count."""
+  if entry.kind == "frames":
+    # Known length: stream frames into a memmap so memory stays one frame.
+    tmp = _tmp(path)
+    try:
+      out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(entry.frames), *size, 3))
+      for i, frame in enumerate(iter_frames(entry, size)):
+        out[i] = frame
+      out.flush()
+      del out
+      os.replace(tmp, path)
+    finally:
+      tmp.unlink(missing_ok=True)
+    return len(entry.frames)
+  frames = read_frames(entry, size)
+  _save_atomic(path, frames)
+  return int(frames.shape[0])
+
+
+def _select(entries: list[VideoEntry], videos: Sequence[str] | None, root: pathlib.Path) -> list[VideoEntry]:
+  if videos is None:
+    return entries
+  names = {e.name for e in entries}
+  unknown = [v for v in videos if v not in names]
+  if unknown:
+    raise DataError(f"videos not found in {root}: {', '.join(unknown)}")
+  return [e for e in entries if e.name in set(videos)]
+
+
+def prepare_split(root: str | pathlib.Path, split: str, cache_dir: str | pathlib.Path, *, dataset: str,
+                  size: tuple[int, int] = (256, 256), scene_rule: str = "dataset",
+                  labels: str | pathlib.Path | None = None, masks_dir: str | pathlib.Path | None = None,
+                  videos: Sequence[str] | None = None, progress: bool = True) -> pathlib.Path:
+  """Decodes, resizes and caches one split; resumable.
+
+  Args:
+    root: data set root (``root/split/frames/...`` or ``root/split/videos/...``).
+    split: "training" or "testing".
+    cache_dir: cache root.
+    dataset: data set name (first level of the cache).
+    size: (H, W) frame size.
+    scene_rule: see ``layout.scene_of``.
+    labels: frame-label file or folder for ``labels.load_frame_labels`` (all videos of the split).
+    masks_dir: folder of per-video pixel-mask folders (``gt_masks``); videos without one get no masks.
+    videos: optional subset of video names to prepare (labels are still checked against the whole split);
+      ``index.json`` then lists only these videos.
+    progress: show a tqdm bar over videos.
+
+  Returns:
+    The cache folder ``cache_dir/<dataset>/<split>/<H>x<W>``.
+
+  Raises:
+    DataError: malformed data, unreadable frames, or label/mask counts that differ from frame counts.
+  """
+  size = (int(size[0]), int(size[1]))
+  entries = discover(root, split, scene_rule)
+  out_dir = cache_path(cache_dir, dataset, split, size)
+  names = [e.name for e in entries]
+  all_framed = all(e.kind == "frames" for e in entries)
+  per_video = None
+  if labels is not None and all_framed:  # Fail before decoding anything.
+    per_video = load_frame_labels(labels, names, [len(e.frames) for e in entries])
+  out_dir.mkdir(parents=True, exist_ok=True)
+
+  counts: dict[str, int] = {}
+  todo = _select(entries, videos, pathlib.Path(root) / split)
+  # Raw videos have no known length before decoding: with labels, all of them are needed to check the total.
+  need_all_counts = labels is not None and per_video is None
+  for entry in tqdm.tqdm(entries if need_all_counts else todo, desc=f"prepare {dataset}/{split}", unit="video",
+                         disable=not progress):
+    path = out_dir / f"{entry.name}.frames.npy"
+    n = _cached_len(path)  # Files appear only complete (os.replace), so a readable one is finished.
+    if n is None or (entry.kind == "frames" and n != len(entry.frames)):
+      n = _write_frames(entry, path, size)
+    counts[entry.name] = n
+  if per_video is None and labels is not None:
+    per_video = load_frame_labels(labels, names, [counts[n] for n in names])
+  label_of = dict(zip(names, per_video)) if per_video is not None else {}
+
+  index_videos = []
+  for entry in todo:
+    n = counts[entry.name]
+    has_labels = entry.name in label_of
+    if has_labels:
+      lpath = out_dir / f"{entry.name}.labels.npy"
+      lab = label_of[entry.name]
+      if not (lpath.is_file() and np.array_equal(np.load(lpath, allow_pickle=False), lab)):
+        _save_atomic(lpath, lab)
+    has_masks = masks_dir is not None and (pathlib.Path(masks_dir) / entry.name).is_dir()
+    if has_masks:
+      mpath = out_dir / f"{entry.name}.masks.npy"
+      if _cached_len(mpath) != n:
+        mdir = pathlib.Path(masks_dir) / entry.name
+        masks = load_pixel_masks(mdir, size)
+        if masks.shape[0] != n:
+          raise DataError(f"mask count mismatch in {mdir}: {masks.shape[0]} masks but {n} frames")
+        _save_atomic(mpath, masks)
+    index_videos.append({"name": entry.name, "scene": entry.scene, "num_frames": n,
+                         "has_labels": has_labels, "has_masks": has_masks})
+  index = {"format": 1, "dataset": dataset, "split": split, "size": list(size), "videos": index_videos}
+  _write_json_atomic(out_dir / INDEX, index)
+  return out_dir
+
+
+def load_split(cache_dir: str | pathlib.Path, dataset: str, split: str, size: tuple[int, int]) -> Split:
+  """Opens a prepared split; frames and masks are read-only memmaps.
+
+  Args:
+    cache_dir: cache root given to ``prepare_split``.
+    dataset: data set name.
+    split: "training" or "testing".
+    size: (H, W).
+
+  Returns:
+    The split, videos in sorted order.
+
+  Raises:
+    DataError: no prepared cache (tells the user to run ``jaxvad prepare``), or a cache that disagrees with
+      its index.
+  """
+  out_dir = cache_path(cache_dir, dataset, split, size)
+  index_path = out_dir / INDEX
+  if not index_path.is_file():
+    raise DataError(f"no prepared cache at {out_dir}: run `jaxvad prepare` for {dataset}/{split} at "
+                    f"{size[0]}x{size[1]} first")
+  try:
+    index = json.loads(index_path.read_text())
+  except ValueError as e:
+    raise DataError(f"corrupt cache index {index_path}: {e}; re-run `jaxvad prepare`") from None
+  videos = []
+  for v in index["videos"]:
+    name, n = v["name"], int(v["num_frames"])
+    fpath = out_dir / f"{name}.frames.npy"
+    try:
+      frames = np.load(fpath, mmap_mode="r", allow_pickle=False)
+      lab = np.load(out_dir / f"{name}.labels.npy", allow_pickle=False) if v["has_labels"] else None
+      masks = np.load(out_dir / f"{name}.masks.npy", mmap_mode="r", allow_pickle=False) if v["has_masks"] else None
+    except (OSError, ValueError) as e:
+      raise DataError(f"cannot read cached video {name} in {out_dir}: {e}; re-run `jaxvad prepare`") from None
+    if frames.shape != (n, *size, 3):
+      raise DataError(f"cache mismatch for {fpath}: shape {frames.shape}, index says {n} frames of "
+                      f"{size[0]}x{size[1]}; re-run `jaxvad prepare`")
+    videos.append(VideoData(name, v["scene"], frames, lab, masks))
+  return Split(index["dataset"], index["split"], videos)
+
+
+def read_split(root: str | pathlib.Path, split: str, *, dataset: str, size: tuple[int, int] = (256, 256),
+               scene_rule: str = "dataset", labels: str | pathlib.Path | None = None,
+               masks_dir: str | pathlib.Path | None = None, videos: Sequence[str] | None = None) -> Split:
+  """Like ``prepare_split`` + ``load_split`` but entirely in memory, without a cache (small data, tests).
+
+  Args:
+    root: data set root.
+    split: "training" or "testing".
+    dataset: data set name.
+    size: (H, W).
+    scene_rule: see ``layout.scene_of``.
+    labels: frame-label file or folder (all videos of the split).
+    masks_dir: folder of per-video pixel-mask folders.
+    videos: optional subset of video names.
+
+  Returns:
+    The split, videos in sorted order.
+
+  Raises:
+    DataError: as ``prepare_split``.
+  """
+  size = (int(size[0]), int(size[1]))
+  entries = discover(root, split, scene_rule)
+  names = [e.name for e in entries]
+  todo = _select(entries, videos, pathlib.Path(root) / split)
+  all_framed = all(e.kind == "frames" for e in entries)
+  label_of = {}
+  if labels is not None and all_framed:  # Fail before decoding anything.
+    label_of = dict(zip(names, load_frame_labels(labels, names, [len(e.frames) for e in entries])))
+  decoded = {e.name: read_frames(e, size) for e in (todo if (labels is None or all_framed) else entries)}
+  if labels is not None and not all_framed:
+    label_of = dict(zip(names, load_frame_labels(labels, names, [decoded[n].shape[0] for n in names])))
+  out = []
+  for e in todo:
+    frames = decoded[e.name]
+    masks = None
+    if masks_dir is not None and (pathlib.Path(masks_dir) / e.name).is_dir():
+      mdir = pathlib.Path(masks_dir) / e.name
+      masks = load_pixel_masks(mdir, size)
+      if masks.shape[0] != frames.shape[0]:
+        raise DataError(f"mask count mismatch in {mdir}: {masks.shape[0]} masks but {frames.shape[0]} frames")
+    out.append(VideoData(e.name, e.scene, frames, label_of.get(e.name), masks))
+  return Split(dataset, split, out)

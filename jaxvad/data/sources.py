@@ -1,0 +1,72 @@
+"""From a data config to a `Split`: synthetic scenes in memory, or a prepared cache of real frames.
+
+Data config fields (see ``configs/``):
+  dataset: "synthetic" or a real data set name ("ped2", "ped1", "avenue", "shanghaitech", ...).
+  root: the data set folder in the community layout (SPEC 1.1); for "synthetic" an empty
+    root means "generate in memory", a non-empty one reads what ``jaxvad synth`` wrote.
+  cache_dir: where ``prepare`` caches decoded, resized frames.
+  size: (H, W) after resizing.  t: input frames per window.
+  scene_rule: "dataset" | "prefix" | "video" (SPEC 1.3).
+  labels: frame-label file or folder, relative to root (any format of SPEC 1.2).
+  masks_dir: pixel-mask folder relative to root, or "".
+  synthetic: keyword arguments of `synthetic.make_benchmark` (without size).
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+from jaxvad.data import prepare
+from jaxvad.data import synthetic
+from jaxvad.data.errors import DataError
+from jaxvad.data.types import Split
+
+SPLITS = ("training", "testing")
+
+
+def _root(data_config) -> pathlib.Path:
+  root = pathlib.Path(data_config.root).expanduser()
+  if not root.is_dir():
+    raise DataError(f"data root {root} does not exist (set data.root to the folder holding "
+                    f"training/frames and testing/frames)")
+  return root
+
+
+def _optional_path(root: pathlib.Path, rel: str) -> pathlib.Path | None:
+  if not rel:
+    return None
+  path = root / rel
+  if not path.exists():
+    raise DataError(f"{path} does not exist (from data config; fix or clear the setting)")
+  return path
+
+
+def prepare_from_config(data_config, splits=SPLITS, progress: bool = True) -> list[pathlib.Path]:
+  """Decodes and caches the splits of a real (or written synthetic) data set; resumable."""
+  root = _root(data_config)
+  size = tuple(data_config.size)
+  out = []
+  for split in splits:
+    is_test = split == "testing"
+    out.append(prepare.prepare_split(
+        root, split, data_config.cache_dir, dataset=data_config.dataset, size=size,
+        scene_rule=data_config.scene_rule,
+        labels=_optional_path(root, data_config.labels) if is_test else None,
+        masks_dir=_optional_path(root, data_config.get("masks_dir", "")) if is_test else None,
+        progress=progress))
+  return out
+
+
+def load(data_config, split: str, *, progress: bool = True) -> Split:
+  """Returns one split for a data config, preparing the cache first if it is missing."""
+  if split not in SPLITS:
+    raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+  size = tuple(data_config.size)
+  if data_config.dataset == "synthetic" and not data_config.root:
+    if size[0] != size[1]:
+      raise ValueError(f"synthetic scenes are square; got data.size={size}")
+    return synthetic.make_benchmark(size=size[0], **data_config.synthetic)[split]
+  index = prepare.cache_path(data_config.cache_dir, data_config.dataset, split, size) / prepare.INDEX
+  if not index.exists():
+    prepare_from_config(data_config, splits=(split,), progress=progress)
+  return prepare.load_split(data_config.cache_dir, data_config.dataset, split, size)

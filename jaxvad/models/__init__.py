@@ -1,0 +1,37 @@
+"""Model registry: name -> (flax module builder, loss function, extra-score function).
+
+Every model maps input frames [B, T, H, W, 3] to ``(pred [B, H, W, 3], aux)``; its
+``loss_fn(pred, aux, window, config)`` returns ``(loss, metrics)`` and its
+``score_fn`` returns per-window scalars used besides the PSNR of ``pred``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jaxvad.models import baseline
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelDef:
+  module: nn.Module
+  loss_fn: Callable
+  score_fn: Callable
+
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def build(model_config) -> ModelDef:
+  """Builds the model named by ``model_config.name`` from a config."""
+  name = model_config.name
+  dtype = _DTYPES[model_config.get("dtype", "float32")]
+  if name == "baseline":
+    module = baseline.FramePredictor(
+        width=model_config.width, norm=model_config.norm, upsample=model_config.upsample, dtype=dtype)
+    return ModelDef(module, baseline.loss_fn, baseline.score_fn)
+  raise ValueError(f"unknown model {name!r}; known: baseline")

@@ -1,0 +1,128 @@
+"""End-to-end jobs behind the CLI: train, evaluate, demo."""
+
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+
+import jax
+import numpy as np
+
+from jaxvad import config_lib
+from jaxvad.data import sources
+from jaxvad.data.errors import DataError
+from jaxvad.evaluate import report, scoring
+from jaxvad.train import checkpoint as ckpt_lib
+from jaxvad.train import loop
+from jaxvad.train import mesh as mesh_lib
+from jaxvad.utils import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def train(config, workdir, *, progress: bool = True, stop_after: int | None = None):
+  """Loads the training split of ``config.data`` and runs (or resumes) `loop.train`."""
+  split = sources.load(config.data, "training", progress=progress)
+  return loop.train(config, workdir, split, progress=progress, stop_after=stop_after)
+
+
+def make_predict_fn(mdef, variables, model_config, mesh):
+  """A jitted ``windows [B, T+1, H, W, 3] -> {"pred", extra scores}`` for `scoring.score_split`."""
+
+  @jax.jit
+  def predict(variables, window):
+    pred, aux = mdef.module.apply(variables, window[:, :-1], train=False)  # The target is never read.
+    return {"pred": pred, **mdef.score_fn(pred, aux, window, model_config)}
+
+  sharding = mesh_lib.batch_sharding(mesh)
+  return lambda windows: predict(variables, jax.device_put(windows, sharding))
+
+
+def restore_variables(config, workdir, mesh, image_size):
+  """The trained model's variables from the latest checkpoint of ``workdir``."""
+  mdef, _, state = loop.create_train_state(config, mesh, image_size)
+  ckpt = ckpt_lib.Checkpointer(pathlib.Path(workdir) / "checkpoints")
+  restored = ckpt.restore(state)
+  ckpt.close()
+  if restored is None:
+    raise DataError(f"no checkpoint in {workdir}/checkpoints: run `jaxvad train` with this workdir first")
+  return mdef, {"params": restored.params, **restored.model_state}, int(restored.step)
+
+
+def evaluate(config, workdir, *, progress: bool = True) -> dict:
+  """Scores the test split, computes the AUCs of SPEC 5, writes scores, results and plots.
+
+  Outputs under ``workdir/eval/``: results.json, scores.npz, frames.csv, roc.png,
+  scores_<video>.png, error_maps.png.
+  """
+  workdir = pathlib.Path(workdir)
+  split = sources.load(config.data, "testing", progress=progress)
+  mesh = mesh_lib.make_mesh(config.get("num_devices", None))
+  mdef, variables, step = restore_variables(config, workdir, mesh, split.videos[0].frames.shape[1:3])
+  predict_fn = make_predict_fn(mdef, variables, config.model, mesh)
+  has_masks = all(v.masks is not None for v in split.videos)
+  video_scores = scoring.score_split(split, predict_fn, t=config.data.t, batch_size=config.eval.batch_size,
+                                     keep_error_maps=has_masks, progress=progress)
+  results = scoring.evaluate_scores(video_scores, score_weights=dict(config.eval.score_weights),
+                                    smooth=config.eval.smooth)
+  results.update(model=config.model.name, checkpoint_step=step)
+  out = workdir / "eval"
+  report.save_scores(out, video_scores, results)
+  if config.eval.plots and video_scores.labels is not None:
+    _plots(out, split, video_scores, results, predict_fn, config)
+  summary = {k: results.get(k) for k in ("auc", "auc_smoothed", "per_video_auc", "pixel_auc", "ucsd_pixel_auc")}
+  log.info("%s on %s: %s; %s", config.model.name, split.dataset,
+           ", ".join(f"{k}={v:.4f}" for k, v in summary.items() if v is not None), results["dropped_note"])
+  return results
+
+
+def _plots(out, split, video_scores, results, predict_fn, config) -> None:
+  from jaxvad.evaluate import plots  # matplotlib is slow to import: only when plotting.
+  anomaly = results["frame_scores"]["anomaly"]
+  plots.plot_roc(anomaly, video_scores.labels, out / "roc.png",
+                 title=f"{config.model.name} on {split.dataset}: AUC {results['auc']:.4f}")
+  plots.plot_score_curves(video_scores, results, out)
+  # Error maps of the most anomalous frames of the video with the most abnormal frames.
+  i = int(np.argmax([lab.sum() for lab in video_scores.labels]))
+  top = np.sort(np.argsort(anomaly[i])[-config.eval.num_error_maps:])
+  frames_idx = video_scores.frame_index[i][top]
+  video = split.videos[i]
+  t = config.data.t
+  windows = np.stack([video.frames[f - t:f + 1] for f in frames_idx]).astype(np.float32) / 127.5 - 1.0
+  pad = (-len(windows)) % config.eval.batch_size
+  batch = np.concatenate([windows, np.repeat(windows[-1:], pad, axis=0)])
+  preds = np.asarray(predict_fn(batch)["pred"])[:len(windows)]
+  err = np.mean(np.square((preds + 1) / 2 - (windows[:, -1] + 1) / 2), axis=-1)
+  masks = None if video.masks is None else np.asarray(video.masks)[frames_idx]
+  plots.plot_error_maps(windows[:, -1], preds, err, masks, out / "error_maps.png")
+
+
+def demo(workdir="runs/demo", *, models: str = "baseline", overrides=(), progress: bool = True) -> list[dict]:
+  """Synthetic benchmark on disk -> prepare -> train each model's ``quick`` config -> evaluate -> table."""
+  from jaxvad.data import synthetic
+  workdir = pathlib.Path(workdir)
+  rows = []
+  for name in [m.strip() for m in models.split(",") if m.strip()]:
+    config = config_lib.apply_overrides(config_lib.load_config(f"configs/{name}.py:quick"), list(overrides))
+    data_root = workdir / "data" / f"synthetic_{config.data.size[0]}"
+    if not (data_root / "testing" / "frames").is_dir() or not (data_root / "frame_labels.npy").exists():
+      splits = synthetic.make_benchmark(size=config.data.size[0], **config.data.synthetic)
+      synthetic.write_benchmark(splits, data_root, progress=progress)
+      print(synthetic.describe(splits))
+    config.data.root = str(data_root)
+    config.data.cache_dir = str(workdir / "cache")
+    state = train(config, workdir / name, progress=progress)
+    res = evaluate(config, workdir / name, progress=progress)
+    rows.append(dict(model=name, params=int(sum(x.size for x in jax.tree.leaves(state.params))),
+                     steps=int(state.step), auc=res["auc"], per_video_auc=res["per_video_auc"],
+                     pixel_auc=res["pixel_auc"]))
+  table = report.format_table(rows, [("model", "model"), ("params", "params"), ("steps", "steps"),
+                                     ("auc", "frame AUC"), ("per_video_auc", "per-video AUC"),
+                                     ("pixel_auc", "pixel AUC")])
+  print("\nSynthetic benchmark, held-out test videos (frame-level AUC, first t frames of each video not scored):")
+  print(table)
+  atomic_write_text(workdir / "summary.md", table + "\n")
+  atomic_write_text(workdir / "summary.json", json.dumps(rows, indent=2))
+  print(f"\nplots and per-frame scores: {workdir}/<model>/eval/ (roc.png, scores_*.png, error_maps.png)")
+  return rows

@@ -1,0 +1,1 @@
+"""Training: state, data-parallel mesh, the jitted step, checkpoints and the loop."""

@@ -1,0 +1,123 @@
+"""The unsupervised training loop: data -> jitted sharded steps -> metrics and checkpoints."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from jaxvad import models
+from jaxvad.data.types import Split
+from jaxvad.data.windows import WindowSource
+from jaxvad.train import checkpoint as ckpt_lib
+from jaxvad.train import mesh as mesh_lib
+from jaxvad.train import state as state_lib
+from jaxvad.train import step as step_lib
+from jaxvad.train.metrics_log import MetricsWriter
+from jaxvad.utils import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def num_train_steps(config, source: WindowSource) -> int:
+  """``train.num_steps`` if set (> 0), else ``train.num_epochs`` epochs of the window source."""
+  if config.train.get("num_steps", 0):
+    return int(config.train.num_steps)
+  return int(config.train.num_epochs * source.steps_per_epoch(config.train.batch_size))
+
+
+def create_train_state(config, mesh, image_size: tuple[int, int]):
+  """Builds the model and a replicated, freshly initialised train state on the mesh."""
+  mdef = models.build(config.model)
+  tx = state_lib.make_optimizer(config.optim)
+  h, w = image_size
+  sample = jnp.zeros((1, config.data.t, h, w, 3), jnp.float32)  # [1, T, H, W, 3]
+  init = jax.jit(functools.partial(state_lib.init_state, mdef.module, tx),
+                 out_shardings=mesh_lib.replicated(mesh))
+  state = init(jax.random.PRNGKey(config.seed), sample)
+  return mdef, tx, state
+
+
+class TrainInterrupted(Exception):
+  """Raised by ``stop_after`` (used by tests and to simulate pre-emption)."""
+
+
+def train(config, workdir: str | pathlib.Path, split: Split, *, stop_after: int | None = None,
+          progress: bool = True):
+  """Trains ``config.model`` on the windows of ``split``; resumes from ``workdir`` automatically.
+
+  Args:
+    config: the experiment ConfigDict (``data``, ``model``, ``optim``, ``train``, ``seed``).
+    workdir: output folder: ``checkpoints/``, ``metrics.jsonl``, ``config.json``.
+    split: the training videos.
+    stop_after: stop (after saving) once this step is reached, raising
+      `TrainInterrupted`; simulates a pre-empted job.
+    progress: show a progress bar.
+  Returns: the final `TrainState` (replicated on the mesh).
+  """
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  atomic_write_text(workdir / "config.json", config.to_json_best_effort(indent=2))
+  source = WindowSource(split, t=config.data.t)
+  batch_size = config.train.batch_size
+  mesh = mesh_lib.make_mesh(config.get("num_devices", None))
+  mdef, tx, state = create_train_state(config, mesh, split.videos[0].frames.shape[1:3])
+  n_params = state_lib.count_params(state.params)
+
+  ckpt = ckpt_lib.Checkpointer(workdir / "checkpoints", max_to_keep=config.train.get("keep_checkpoints", 2))
+  restored = ckpt.restore(state)
+  if restored is not None:
+    state = restored
+  start = int(state.step)
+  total = num_train_steps(config, source)
+  log.info("model %s: %d parameters; %d windows; steps %d -> %d on %d device(s)",
+           config.model.name, n_params, len(source), start, total, mesh.devices.size)
+
+  train_step = step_lib.jit_train_step(
+      step_lib.make_train_step(mdef.module, mdef.loss_fn, tx, config.model), mesh)
+  rng = jax.random.PRNGKey(config.seed + 1)
+  writer = MetricsWriter(workdir / "metrics.jsonl", resume_step=start)
+  log_every = config.train.get("log_every", 50)
+  ckpt_every = config.train.get("checkpoint_every", 500)
+  pending: list[dict] = []
+  bar = tqdm.tqdm(total=total, initial=start, disable=not progress, desc="train", unit="step",
+                  dynamic_ncols=True)
+  t_last, steps_since = time.perf_counter(), 0
+  try:
+    for step, batch in source.iterate(start, total - start, batch_size, config.seed):
+      state, metrics = train_step(state, mesh_lib.shard_batch(batch, mesh), rng)
+      pending.append(metrics)
+      steps_since += 1
+      done = step + 1
+      if done % log_every == 0 or done == total:
+        host = jax.device_get(pending)
+        pending = []
+        if any(int(m["nonfinite"]) for m in host):
+          bad = start + [int(m["nonfinite"]) for m in host].index(1)
+          raise FloatingPointError(
+              f"non-finite loss or gradient near step {bad}; lower optim.learning_rate or check the data "
+              f"(last good checkpoint: {ckpt.latest_step})")
+        mean = {k: float(np.mean([m[k] for m in host])) for k in host[-1] if k != "nonfinite"}
+        elapsed = time.perf_counter() - t_last
+        mean["steps_per_s"] = steps_since / max(elapsed, 1e-9)
+        t_last, steps_since = time.perf_counter(), 0
+        writer.write(done, mean)
+        bar.set_postfix(loss=f"{mean['loss']:.4g}")
+      bar.update(1)
+      if done % ckpt_every == 0 or done == total or done == stop_after:
+        ckpt.save(done, state)
+      if stop_after is not None and done >= stop_after and done < total:
+        ckpt.wait()
+        raise TrainInterrupted(f"stopped after step {done} of {total}")
+  finally:
+    bar.close()
+    ckpt.close()
+  (workdir / "train_done.json").write_text(json.dumps({"step": int(state.step), "params": n_params}))
+  return state

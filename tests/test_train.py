@@ -1,0 +1,150 @@
+"""Trainer: overfit, no recompiles, checkpoint round trip, exact resume, NaN guard, 1 vs 4 devices."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from jaxvad import config_lib
+from jaxvad.data import synthetic
+from jaxvad.data.windows import WindowSource
+from jaxvad.train import checkpoint as ckpt_lib
+from jaxvad.train import loop
+from jaxvad.train import mesh as mesh_lib
+from jaxvad.train import step as step_lib
+from jaxvad.train.metrics_log import read_metrics
+
+
+def tiny_config(**train) -> ml_collections.ConfigDict:
+  c = config_lib.load_config("configs/baseline.py:quick")
+  c.data = config_lib.data_config("synthetic", size=16)
+  c.data.synthetic.update(num_scenes=2, train_videos_per_scene=1, test_videos_per_scene=1, frames_per_video=24)
+  c.model.update(width=0.0625)
+  c.train.update(batch_size=4, num_steps=6, log_every=3, checkpoint_every=3, **train)
+  return c
+
+
+@pytest.fixture(scope="module")
+def split():
+  c = tiny_config()
+  return synthetic.make_benchmark(size=16, **c.data.synthetic)["training"]
+
+
+def _step_fn(config, mesh):
+  mdef, tx, state = loop.create_train_state(config, mesh, (16, 16))
+  fn = step_lib.jit_train_step(step_lib.make_train_step(mdef.module, mdef.loss_fn, tx, config.model), mesh)
+  return fn, state
+
+
+def test_overfits_one_batch(split):
+  config = tiny_config()
+  config.optim.learning_rate = 3e-3
+  mesh = mesh_lib.make_mesh(1)
+  fn, state = _step_fn(config, mesh)
+  batch = mesh_lib.shard_batch(WindowSource(split, t=4).batch_at(0, 4, seed=0), mesh)
+  rng = jax.random.PRNGKey(0)
+  state, first = fn(state, batch, rng)
+  for _ in range(150):
+    state, metrics = fn(state, batch, rng)
+  assert float(metrics["loss"]) < 0.2 * float(first["loss"])
+
+
+def test_step_does_not_recompile(split):
+  config = tiny_config()
+  mesh = mesh_lib.make_mesh(1)
+  fn, state = _step_fn(config, mesh)
+  source = WindowSource(split, t=4)
+  rng = jax.random.PRNGKey(0)
+  state, _ = fn(state, mesh_lib.shard_batch(source.batch_at(0, 4, 0), mesh), rng)
+  size = fn._cache_size()
+  for step in range(1, 4):
+    state, _ = fn(state, mesh_lib.shard_batch(source.batch_at(step, 4, 0), mesh), rng)
+  assert fn._cache_size() == size == 1
+
+
+def test_nan_guard_keeps_state_and_flags(split):
+  config = tiny_config()
+  mesh = mesh_lib.make_mesh(1)
+  fn, state = _step_fn(config, mesh)
+  before = jax.device_get(state.params)
+  batch = WindowSource(split, t=4).batch_at(0, 4, 0)
+  batch["frames"] = batch["frames"] * np.nan
+  state, metrics = fn(state, mesh_lib.shard_batch(batch, mesh), jax.random.PRNGKey(0))
+  assert int(metrics["nonfinite"]) == 1 and int(state.step) == 1
+  jax.tree.map(np.testing.assert_array_equal, before, jax.device_get(state.params))
+
+
+def test_checkpoint_round_trip_is_exact(tmp_path, split):
+  config = tiny_config()
+  mesh = mesh_lib.make_mesh(1)
+  _, _, state = loop.create_train_state(config, mesh, (16, 16))
+  state = state.replace(step=jnp.asarray(7, jnp.int32))
+  ckpt = ckpt_lib.Checkpointer(tmp_path / "ckpt")
+  ckpt.save(7, state)
+  ckpt.wait()
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+  restored = ckpt.restore(abstract)
+  ckpt.close()
+  assert ckpt.latest_step == 7
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(state), jax.device_get(restored))
+
+
+def test_resumed_run_equals_uninterrupted(tmp_path, split):
+  config = tiny_config()
+  full = loop.train(config, tmp_path / "full", split, progress=False)
+  with pytest.raises(loop.TrainInterrupted):
+    loop.train(config, tmp_path / "cut", split, progress=False, stop_after=3)
+  resumed = loop.train(config, tmp_path / "cut", split, progress=False)
+  assert int(resumed.step) == int(full.step) == 6
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(full.params), jax.device_get(resumed.params))
+  full_log = read_metrics(tmp_path / "full" / "metrics.jsonl")
+  cut_log = read_metrics(tmp_path / "cut" / "metrics.jsonl")
+  assert [r["step"] for r in full_log] == [r["step"] for r in cut_log] == [3, 6]
+  assert [r["loss"] for r in full_log] == [r["loss"] for r in cut_log]
+
+
+def test_nonfinite_loss_stops_training(tmp_path, split):
+  config = tiny_config()
+  config.optim.learning_rate = 1e30  # Diverges within a few steps.
+  with pytest.raises(FloatingPointError, match="non-finite"):
+    loop.train(config, tmp_path / "nan", split, progress=False)
+
+
+MULTI_DEVICE_SCRIPT = r"""
+import jax, numpy as np
+from jaxvad.data import synthetic
+from jaxvad.data.windows import WindowSource
+from jaxvad.train import mesh as mesh_lib
+import tests.test_train as tt
+assert jax.device_count() == 4, jax.devices()
+config = tt.tiny_config()
+split = synthetic.make_benchmark(size=16, **config.data.synthetic)["training"]
+source = WindowSource(split, t=4)
+out = {}
+for n in (1, 4):
+  mesh = mesh_lib.make_mesh(n)
+  fn, state = tt._step_fn(config, mesh)
+  for step in range(3):
+    state, metrics = fn(state, mesh_lib.shard_batch(source.batch_at(step, 4, 0), mesh), jax.random.PRNGKey(0))
+  out[n] = (float(metrics["loss"]), jax.device_get(state.params))
+assert abs(out[1][0] - out[4][0]) < 1e-5, (out[1][0], out[4][0])
+diff = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(out[1][1]), jax.tree.leaves(out[4][1])))
+assert diff < 1e-5, diff
+print("max param diff", diff, "loss", out[1][0], out[4][0])
+"""
+
+
+def test_four_device_mesh_matches_one_device():
+  """Data parallelism over 4 simulated CPU devices gives the 1-device loss and parameters (to 1e-5)."""
+  repo = pathlib.Path(__file__).resolve().parents[1]
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-c", MULTI_DEVICE_SCRIPT], cwd=repo, env=env, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "max param diff" in proc.stdout
