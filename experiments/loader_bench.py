@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from jaxvad.data.types import Split, VideoData  # noqa: E402  pylint: disable=wrong-import-position
 from jaxvad.data.windows import WindowSource  # noqa: E402  pylint: disable=wrong-import-position
+from jaxvad.utils import atomic_write_json  # noqa: E402  pylint: disable=wrong-import-position
 
 PED2 = REPO.parent / "shared" / "data" / "ped2"
 T = 4
@@ -80,13 +81,6 @@ def time_iterate(src: WindowSource, batch: int, steps: int, repeats: int, prefet
   return {"windows_per_s": statistics.median(rates), "min": min(rates), "max": max(rates),
           "repeats": repeats, "steps": steps,
           "batches_per_s": statistics.median(rates) / batch}
-
-
-def write_json_atomic(path: pathlib.Path, obj: dict) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-  tmp.write_text(json.dumps(obj, indent=2) + "\n")
-  os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -143,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
                   "platform": platform.platform(), "processor": platform.processor() or platform.machine()},
       "results": results,
   }
-  write_json_atomic(pathlib.Path(args.out), report)
+  atomic_write_json(pathlib.Path(args.out), report, indent=2)
   print(f"wrote {args.out}")
   return report
 

@@ -53,7 +53,7 @@ def restore_variables(config, workdir, mesh, image_size):
 def evaluate(config, workdir, *, progress: bool = True) -> dict:
   """Scores the test split, computes the AUCs of SPEC 5, writes scores, results and plots.
 
-  Outputs under ``workdir/eval/``: results.json, scores.npz, frames.csv, roc.png,
+  Outputs under ``workdir/<eval.out>/`` (default ``eval/``): results.json, scores.npz, frames.csv, roc.png,
   scores_<video>.png, error_maps.png.
   """
   workdir = pathlib.Path(workdir)
@@ -67,11 +67,11 @@ def evaluate(config, workdir, *, progress: bool = True) -> dict:
   results = scoring.evaluate_scores(video_scores, score_weights=dict(config.eval.score_weights),
                                     smooth=config.eval.smooth)
   results.update(model=config.model.name, checkpoint_step=step)
-  out = workdir / "eval"
+  out = workdir / config.eval.get("out", "eval")
   report.save_scores(out, video_scores, results)
   if config.eval.plots and video_scores.labels is not None:
     _plots(out, split, video_scores, results, predict_fn, config)
-  summary = {k: results.get(k) for k in ("auc", "auc_smoothed", "per_video_auc", "pixel_auc", "ucsd_pixel_auc")}
+  summary = {k: results.get(k) for k in ("auc", "auc_smoothed", "per_video_auc", "pixel_auc")}
   log.info("%s on %s: %s; %s", config.model.name, split.dataset,
            ", ".join(f"{k}={v:.4f}" for k, v in summary.items() if v is not None), results["dropped_note"])
   return results

@@ -102,7 +102,7 @@ def test_evaluate_scores_exact_auc_on_constructed_case():
     np.testing.assert_allclose(res["frame_scores"]["anomaly"][i], anomaly[i], atol=1e-4)  # float32 preds.
   assert "auc_smoothed" in res and res["smoothing"]["taps"] == 15
   assert res["num_frames_dropped"] == 3 * T and res["num_frames_scored"] == sum(lengths) - 3 * T
-  assert 0.0 <= res["pixel_auc"] <= 1.0 and 0.0 <= res["ucsd_pixel_auc"] <= 1.0
+  assert 0.0 <= res["pixel_auc"] <= 1.0
 
   # Two scores, PGM-style: gamma P + (1 - gamma)(1 - D); feature_error = 10 e is an anomaly score.
   res2 = scoring.evaluate_scores(vs, score_weights={"psnr": 0.6, "feature_error": 0.4})
@@ -120,7 +120,7 @@ def test_evaluate_without_labels_or_maps():
   vs = scoring.score_split(split, FakeModel(), t=T, batch_size=8, progress=False)
   assert vs.labels is None and vs.masks is None and vs.error_maps is None
   res = scoring.evaluate_scores(vs)
-  assert res["auc"] is None and res["pixel_auc"] is None and res["ucsd_pixel_auc"] is None
+  assert res["auc"] is None and res["pixel_auc"] is None
 
 
 def test_predict_fn_contract_errors():

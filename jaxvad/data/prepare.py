@@ -21,6 +21,7 @@ from jaxvad.data.errors import DataError
 from jaxvad.data.labels import load_frame_labels, load_pixel_masks
 from jaxvad.data.layout import VideoEntry, discover
 from jaxvad.data.types import Split, VideoData
+from jaxvad.utils import atomic_save_npy, atomic_write_json
 
 __all__ = ["cache_path", "load_split", "prepare_split", "read_frames", "read_split"]
 
@@ -34,27 +35,6 @@ def cache_path(cache_dir: str | pathlib.Path, dataset: str, split: str, size: tu
 
 def _tmp(path: pathlib.Path) -> pathlib.Path:
   return path.with_name(f".{path.name}.tmp{os.getpid()}")
-
-
-def _save_atomic(path: pathlib.Path, arr: np.ndarray) -> None:
-  tmp = _tmp(path)
-  try:
-    with open(tmp, "wb") as f:
-      np.save(f, arr, allow_pickle=False)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  finally:
-    tmp.unlink(missing_ok=True)
-
-
-def _write_json_atomic(path: pathlib.Path, obj: dict) -> None:
-  tmp = _tmp(path)
-  try:
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
-  finally:
-    tmp.unlink(missing_ok=True)
 
 
 def _cached_len(path: pathlib.Path) -> int | None:
@@ -81,7 +61,7 @@ def _write_frames(entry: VideoEntry, path: pathlib.Path, size: tuple[int, int]) 
       tmp.unlink(missing_ok=True)
     return len(entry.frames)
   frames = read_frames(entry, size)
-  _save_atomic(path, frames)
+  atomic_save_npy(path, frames)
   return int(frames.shape[0])
 
 
@@ -153,7 +133,7 @@ def prepare_split(root: str | pathlib.Path, split: str, cache_dir: str | pathlib
       lpath = out_dir / f"{entry.name}.labels.npy"
       lab = label_of[entry.name]
       if not (lpath.is_file() and np.array_equal(np.load(lpath, allow_pickle=False), lab)):
-        _save_atomic(lpath, lab)
+        atomic_save_npy(lpath, lab)
     has_masks = masks_dir is not None and (pathlib.Path(masks_dir) / entry.name).is_dir()
     if has_masks:
       mpath = out_dir / f"{entry.name}.masks.npy"
@@ -162,11 +142,11 @@ def prepare_split(root: str | pathlib.Path, split: str, cache_dir: str | pathlib
         masks = load_pixel_masks(mdir, size)
         if masks.shape[0] != n:
           raise DataError(f"mask count mismatch in {mdir}: {masks.shape[0]} masks but {n} frames")
-        _save_atomic(mpath, masks)
+        atomic_save_npy(mpath, masks)
     index_videos.append({"name": entry.name, "scene": entry.scene, "num_frames": n,
                          "has_labels": has_labels, "has_masks": has_masks})
   index = {"format": 1, "dataset": dataset, "split": split, "size": list(size), "videos": index_videos}
-  _write_json_atomic(out_dir / INDEX, index)
+  atomic_write_json(out_dir / INDEX, index)
   return out_dir
 
 

@@ -16,14 +16,13 @@ import json
 import os
 import pathlib
 import shutil
-from collections.abc import Callable
-from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
 from jaxvad.data.types import Split
+from jaxvad.utils import atomic_save_npy, atomic_write_bytes
 
 
 def _write_frames(dest: pathlib.Path, images: np.ndarray, partial: pathlib.Path) -> None:
@@ -39,14 +38,6 @@ def _write_frames(dest: pathlib.Path, images: np.ndarray, partial: pathlib.Path)
   if dest.exists():
     shutil.rmtree(dest)
   os.replace(tmp, dest)
-
-
-def _atomic_write(path: pathlib.Path, write: Callable[[BinaryIO], object]) -> None:
-  """Writes `path` through a temporary sibling and os.replace, so readers never see a partial file."""
-  tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-  with open(tmp, "wb") as f:
-    write(f)
-  os.replace(tmp, path)
 
 
 def _metadata(splits: dict[str, Split]) -> dict:
@@ -88,7 +79,7 @@ def write_benchmark(splits: dict[str, Split], root: str | os.PathLike, *, progre
     ordered = sorted(test.videos, key=lambda v: v.name)
     if all(v.labels is not None for v in ordered):
       labels = np.concatenate([v.labels for v in ordered]).astype(np.int8)[None, :]  # [1, N]
-      _atomic_write(root / "frame_labels.npy", lambda f: np.save(f, labels, allow_pickle=False))
+      atomic_save_npy(root / "frame_labels.npy", labels)
   meta = json.dumps(_metadata(splits), indent=1).encode()
-  _atomic_write(root / "scenes.json", lambda f: f.write(meta))
+  atomic_write_bytes(root / "scenes.json", meta)
   return root

@@ -10,37 +10,16 @@ AUCs can be recomputed without the model:
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import math
 import os
 import pathlib
-import tempfile
 
 import numpy as np
 
 from jaxvad.evaluate.scoring import VideoScores
-
-
-@contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "wb"):
-  """Opens a temporary file beside `path`; on success `os.replace`s it onto `path`.
-
-  A crash leaves either the old file or the new one, never a partial file.
-  """
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": "", "encoding": "utf-8"})) as f:
-      yield f
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600 files.
-    os.replace(tmp, path)
-  except BaseException:
-    with contextlib.suppress(FileNotFoundError):
-      os.unlink(tmp)
-    raise
+from jaxvad.utils import atomic_open
 
 
 def _jsonable(x):

@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxvad.models import baseline
+from jaxvad.models import mpn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,4 +35,10 @@ def build(model_config) -> ModelDef:
     module = baseline.FramePredictor(
         width=model_config.width, norm=model_config.norm, upsample=model_config.upsample, dtype=dtype)
     return ModelDef(module, baseline.loss_fn, baseline.score_fn)
-  raise ValueError(f"unknown model {name!r}; known: baseline")
+  if name == "mpn":
+    module = mpn.MPN(
+        width=model_config.width, norm=model_config.norm, upsample=model_config.upsample,
+        num_prototypes=model_config.num_prototypes, plug=model_config.plug,
+        use_dpu=model_config.use_dpu, dtype=dtype)
+    return ModelDef(module, mpn.loss_fn, mpn.score_fn)
+  raise ValueError(f"unknown model {name!r}; known: baseline, mpn")

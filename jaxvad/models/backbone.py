@@ -15,21 +15,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxvad.models.upsample import SubpixelConvTranspose
+from jaxvad.models.upsample import depth_to_space  # noqa: F401  (re-exported)
+
 Dtype = Any
 
 
 def scaled(channels: int, width: float) -> int:
   """Channel count of a layer for a width multiplier (at least 4 channels)."""
   return max(4, int(round(channels * width)))
-
-
-def depth_to_space(x: jax.Array, block: int = 2) -> jax.Array:
-  """Rearranges [B, H, W, b*b*C] into [B, b*H, b*W, C] (pixel shuffle)."""
-  b, h, w, c = x.shape
-  c_out = c // (block * block)
-  x = x.reshape(b, h, w, block, block, c_out)  # [B, H, W, b, b, C]
-  x = x.transpose(0, 1, 3, 2, 4, 5)  # [B, H, b, W, b, C]
-  return x.reshape(b, h * block, w * block, c_out)  # [B, bH, bW, C]
 
 
 class Norm(nn.Module):
@@ -71,9 +65,12 @@ class Upsample(nn.Module):
   Attributes:
     features: output channels.
     method: "conv_transpose" (the references: 3x3 stride-2 transposed convolution,
-      Cin*Cout*9 + Cout parameters) or "subpixel" (a 1x1 convolution to 4*Cout
-      channels and depth-to-space: exact output shape, fewer parameters, and a fast
-      gradient on XLA:CPU where the transposed convolution's gradient is slow).
+      Cin*Cout*9 + Cout parameters); "conv_transpose_subpixel" (the same function
+      with the same parameter tree, "ConvTranspose_0/{kernel, bias}", computed
+      exactly as a 2x2 convolution and depth-to-space, see `upsample`: fast
+      gradient on XLA:CPU, where the transposed convolution's gradient is slow);
+      or "subpixel" (a 1x1 convolution to 4*Cout channels and depth-to-space:
+      exact output shape, fewer parameters, a different function).
   """
 
   features: int
@@ -85,11 +82,15 @@ class Upsample(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     if self.method == "conv_transpose":
       x = nn.ConvTranspose(self.features, (3, 3), strides=(2, 2), padding="SAME", dtype=self.dtype)(x)
+    elif self.method == "conv_transpose_subpixel":
+      # Named as flax auto-names the ConvTranspose above: the two param trees are interchangeable.
+      x = SubpixelConvTranspose(self.features, dtype=self.dtype, name="ConvTranspose_0")(x)  # [B, 2H, 2W, C]
     elif self.method == "subpixel":
       x = nn.Conv(4 * self.features, (1, 1), dtype=self.dtype)(x)  # [B, H, W, 4C]
       x = depth_to_space(x, 2)  # [B, 2H, 2W, C]
     else:
-      raise ValueError(f"unknown upsampling {self.method!r}; use conv_transpose or subpixel")
+      raise ValueError(f"unknown upsampling {self.method!r}; use conv_transpose, "
+                       "conv_transpose_subpixel or subpixel")
     return nn.relu(Norm(self.norm)(x, train))
 
 

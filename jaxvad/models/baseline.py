@@ -24,7 +24,7 @@ class FramePredictor(nn.Module):
   Attributes:
     width: channel multiplier (1.0 = paper widths).
     norm: "none" | "batch" | "group".
-    upsample: "conv_transpose" | "subpixel" (see `backbone.Upsample`).
+    upsample: "conv_transpose" | "conv_transpose_subpixel" | "subpixel" (see `backbone.Upsample`).
     dtype: compute dtype (parameters and losses stay float32).
   """
 

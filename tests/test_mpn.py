@@ -1,0 +1,173 @@
+"""MPN model: paper parameter counts, plug points, ablation, losses and score against NumPy, training."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from jaxvad.models import backbone, baseline, mpn
+
+WIDTH = 0.0625
+CONFIG = ml_collections.ConfigDict(dict(lambda1=0.5, lambda2=0.1, gamma=1.0))
+
+
+def _count(tree):
+  return sum(x.size for x in jax.tree.leaves(tree))
+
+
+def _init(model, x, seed=0):
+  """Parameters with flax's shapes and LeCun-normal scale, drawn by NumPy.
+
+  Far faster than `model.init` on a loaded 2-core CPU (flax's jitted initialisers
+  compile for many seconds); the tests need only the structure and a sane scale.
+  """
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
+  rng = np.random.default_rng(seed)
+
+  def fill(s):
+    if len(s.shape) == 1:  # Biases.
+      return jnp.zeros(s.shape, s.dtype)
+    return jnp.asarray(rng.normal(size=s.shape) / np.sqrt(np.prod(s.shape[:-1])), s.dtype)
+
+  return jax.tree.map(fill, shapes)
+
+
+def _window(seed=0, size=16):
+  return jax.random.uniform(jax.random.PRNGKey(seed), (2, 5, size, size, 3), minval=-1, maxval=1)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  model = mpn.MPN(width=WIDTH, upsample="subpixel", num_prototypes=3)
+  window = _window()
+  variables = _init(model, window[:, :-1])
+  pred, aux = model.apply(variables, window[:, :-1])
+  return model, variables, window, pred, aux
+
+
+@pytest.fixture(scope="module")
+def train_step(tiny):
+  """One jitted Adam step on the full MPN loss: (params, opt_state) -> (params, opt_state, loss, grads)."""
+  model, _, window, _, _ = tiny
+  tx = optax.adam(3e-3)
+
+  @jax.jit
+  def step(params, opt_state):
+    def loss(p):
+      pred, aux = model.apply({"params": p}, window[:, :-1])
+      return mpn.loss_fn(pred, aux, window, CONFIG)[0]
+    value, grads = jax.value_and_grad(loss)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, value, grads
+
+  return step, tx
+
+
+def test_paper_config_parameter_counts():
+  """Width 1, 3x3 transposed convs, M = 10, DPU at 1/1: 13,285,251 (MPN Table 3: 12.7 M)."""
+  model = mpn.MPN(width=1.0, upsample="conv_transpose", num_prototypes=10, plug=1)
+  params = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 4, 256, 256, 3)))["params"]
+  assert _count(params["dpu"]) == 1_280
+  assert _count(params["encoder"]) == 4_690_560
+  assert _count(params["decoder"]) == 8_480_960
+  assert _count(params["head"]) == 112_451
+  assert _count(params) == 13_285_251
+
+
+@pytest.mark.parametrize("plug,channels", [(2, 128), (4, 256), (8, 512)])
+def test_plug_points_shapes(plug, channels):
+  """The DPU reads the decoder stage at 1/plug resolution; the frame comes out full size."""
+  model = mpn.MPN(width=WIDTH, upsample="subpixel", num_prototypes=3, plug=plug)
+  x = _window(size=32)[:, :-1]
+  (pred, aux), variables = jax.eval_shape(lambda: model.init_with_output(jax.random.PRNGKey(0), x))
+  c = backbone.scaled(channels, WIDTH)
+  assert pred.shape == (2, 32, 32, 3)
+  assert aux["features"].shape == (2, 32 // plug, 32 // plug, c)
+  assert aux["prototypes"].shape == (2, 3, c)
+  assert variables["params"]["dpu"]["attention"]["kernel"].shape == (1, 1, c, 3)
+
+
+def test_plug_one_reads_decoder_output(tiny):
+  _, _, _, pred, aux = tiny
+  assert pred.shape == (2, 16, 16, 3)
+  feats = np.asarray(aux["decoder_features"])
+  ref = feats / np.maximum(np.linalg.norm(feats, axis=-1, keepdims=True), 1e-6)
+  np.testing.assert_allclose(aux["features"], ref, atol=1e-5)
+  assert aux["normalcy_maps"].shape == (2, 16, 16, 3)
+
+
+def test_plug_point_changes_the_prediction():
+  """Plug 2 puts F + F~ into the rest of the decoder (not a no-op on the output)."""
+  x = _window(size=16)[:, :-1]
+  plain = mpn.MPN(width=WIDTH, upsample="subpixel", use_dpu=False)
+  plugged = mpn.MPN(width=WIDTH, upsample="subpixel", num_prototypes=3, plug=2)
+  variables = _init(plugged, x)
+  without = {"params": {k: v for k, v in variables["params"].items() if k != "dpu"}}
+  assert not np.allclose(plugged.apply(variables, x)[0], plain.apply(without, x)[0])
+
+
+def test_without_dpu_is_the_baseline():
+  x = jnp.zeros((1, 4, 16, 16, 3))
+  ae = jax.eval_shape(mpn.MPN(width=WIDTH, use_dpu=False).init, jax.random.PRNGKey(0), x)
+  base = jax.eval_shape(baseline.FramePredictor(width=WIDTH).init, jax.random.PRNGKey(0), x)
+  assert jax.tree.structure(ae) == jax.tree.structure(base)
+  assert jax.tree.map(lambda a: a.shape, ae) == jax.tree.map(lambda a: a.shape, base)
+  assert _count(ae) == _count(base)
+
+
+def test_loss_and_score_match_numpy(tiny):
+  _, _, window, pred, aux = tiny
+  loss, metrics = mpn.loss_fn(pred, aux, window, CONFIG)
+  scores = mpn.score_fn(pred, aux, window, CONFIG)
+  l_fra = np.mean((np.asarray(pred) - np.asarray(window[:, -1])) ** 2)
+  l_c, l_d = np.zeros(2), np.zeros(2)
+  for b in range(2):
+    feats = np.asarray(aux["features"][b]).reshape(-1, aux["features"].shape[-1])
+    beta = np.asarray(aux["retrieval"][b]).reshape(-1, 3)
+    protos = np.asarray(aux["prototypes"][b])
+    for n in range(feats.shape[0]):
+      l_c[b] += np.sum((feats[n] - protos[np.argmax(beta[n])]) ** 2) / feats.shape[0]
+    for i in range(3):
+      for j in range(i + 1, 3):
+        l_d[b] += max(0.0, CONFIG.gamma - np.sum((protos[i] - protos[j]) ** 2)) * 2 / (3 * 2)
+  np.testing.assert_allclose(scores["feature_error"], l_c, rtol=1e-5)
+  np.testing.assert_allclose(metrics["l_c"], l_c.mean(), rtol=1e-5)
+  np.testing.assert_allclose(metrics["l_d"], l_d.mean(), rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(metrics["l_fra"], l_fra, rtol=1e-5)
+  np.testing.assert_allclose(loss, l_fra + 0.5 * (l_c.mean() + 0.1 * l_d.mean()), rtol=1e-5)
+
+
+def test_without_dpu_loss_is_frame_loss_and_no_feature_score():
+  model = mpn.MPN(width=WIDTH, upsample="subpixel", use_dpu=False)
+  window = _window()
+  pred, aux = model.apply(_init(model, window[:, :-1]), window[:, :-1])
+  loss, metrics = mpn.loss_fn(pred, aux, window, CONFIG)
+  assert set(metrics) == {"l_fra"} and float(loss) == float(metrics["l_fra"])
+  assert mpn.score_fn(pred, aux, window, CONFIG) == {}
+
+
+def test_loss_gradient_reaches_dpu_attention(tiny, train_step):
+  _, variables, _, _, _ = tiny
+  step, tx = train_step
+  *_, grads = step(variables["params"], tx.init(variables["params"]))
+  kernel_grad = np.asarray(grads["dpu"]["attention"]["kernel"])
+  assert np.all(np.isfinite(kernel_grad)) and np.any(kernel_grad != 0)
+
+
+def test_short_training_decreases_loss(tiny, train_step):
+  _, variables, _, _, _ = tiny
+  step, tx = train_step
+  params = variables["params"]
+  opt_state = tx.init(params)
+  losses = []
+  for _ in range(15):
+    params, opt_state, value, _ = step(params, opt_state)
+    losses.append(float(value))
+  assert losses[-1] < 0.9 * losses[0]
+
+
+def test_invalid_plug_raises():
+  with pytest.raises(ValueError, match="plug"):
+    mpn.MPN(width=WIDTH, plug=3).init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 16, 16, 3)))
