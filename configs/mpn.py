@@ -4,7 +4,8 @@ Every variant is the matching `configs/baseline.py` variant (same data, optimise
 schedule and evaluation) with the model swapped for MPN and the score
 S = S_fra + lambda_s S_fea (``eval.score_weights = {"psnr": 1, "feature_error": 1}``,
 MPN Sec. 3.4). Loss weights: lambda1 = 1, gamma = 1, lambda2 = 0.01 (paper); the
-reference code uses lambda2 = 1e-4: add ``--set model.lambda2=0.0001`` to match it.
+reference code uses lambda2 = 1e-4 and averages L_c over channels as well as positions
+(``--set model.lambda2=0.0001 --set model.compactness=mean`` matches it).
 
 Variants (``get_config(arg)``); runtimes on one A100-class GPU are estimates scaled
 from the baseline's Ped2 run by the number of training frames x epochs:
@@ -61,7 +62,7 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
     raise ValueError(f"unknown variant {arg!r}; use one of {known}")
   c = config_lib.load_config(f"configs/baseline.py:{base}")
   c.model.update(name="mpn", use_dpu=True, plug=1, num_prototypes=10,
-                 lambda1=1.0, lambda2=0.01, gamma=1.0)
+                 lambda1=1.0, lambda2=0.01, gamma=1.0, compactness="sum")
   c.eval.score_weights = dict(BOTH)
 
   if arg == "ped2_ae":

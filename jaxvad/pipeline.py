@@ -54,7 +54,7 @@ def evaluate(config, workdir, *, progress: bool = True) -> dict:
   """Scores the test split, computes the AUCs of SPEC 5, writes scores, results and plots.
 
   Outputs under ``workdir/<eval.out>/`` (default ``eval/``): results.json, scores.npz, frames.csv, roc.png,
-  scores_<video>.png, error_maps.png.
+  scores_<video>.png, error_maps.png and, for models with a DPU, normalcy_maps.png (MPN Fig. 4).
   """
   workdir = pathlib.Path(workdir)
   split = sources.load(config.data, "testing", progress=progress)
@@ -70,32 +70,36 @@ def evaluate(config, workdir, *, progress: bool = True) -> dict:
   out = workdir / config.eval.get("out", "eval")
   report.save_scores(out, video_scores, results)
   if config.eval.plots and video_scores.labels is not None:
-    _plots(out, split, video_scores, results, predict_fn, config)
+    _plots(out, split, video_scores, results, mdef, variables, config)
   summary = {k: results.get(k) for k in ("auc", "auc_smoothed", "per_video_auc", "pixel_auc")}
   log.info("%s on %s: %s; %s", config.model.name, split.dataset,
            ", ".join(f"{k}={v:.4f}" for k, v in summary.items() if v is not None), results["dropped_note"])
   return results
 
 
-def _plots(out, split, video_scores, results, predict_fn, config) -> None:
+def _plots(out, split, video_scores, results, mdef, variables, config) -> None:
+  """ROC, per-video score curves, error maps and (models with a DPU) normalcy maps (MPN Fig. 4)."""
   from jaxvad.evaluate import plots  # matplotlib is slow to import: only when plotting.
   anomaly = results["frame_scores"]["anomaly"]
   plots.plot_roc(anomaly, video_scores.labels, out / "roc.png",
                  title=f"{config.model.name} on {split.dataset}: AUC {results['auc']:.4f}")
   plots.plot_score_curves(video_scores, results, out)
-  # Error maps of the most anomalous frames of the video with the most abnormal frames.
+  # The most anomalous frames of the video with the most abnormal frames.
   i = int(np.argmax([lab.sum() for lab in video_scores.labels]))
   top = np.sort(np.argsort(anomaly[i])[-config.eval.num_error_maps:])
   frames_idx = video_scores.frame_index[i][top]
   video = split.videos[i]
   t = config.data.t
   windows = np.stack([video.frames[f - t:f + 1] for f in frames_idx]).astype(np.float32) / 127.5 - 1.0
-  pad = (-len(windows)) % config.eval.batch_size
-  batch = np.concatenate([windows, np.repeat(windows[-1:], pad, axis=0)])
-  preds = np.asarray(predict_fn(batch)["pred"])[:len(windows)]
-  err = np.mean(np.square((preds + 1) / 2 - (windows[:, -1] + 1) / 2), axis=-1)
+  pred, aux = jax.jit(lambda v, w: mdef.module.apply(v, w[:, :-1], train=False))(variables, windows)
+  pred = np.asarray(pred)
+  err = np.mean(np.square((pred + 1) / 2 - (windows[:, -1] + 1) / 2), axis=-1)  # [n, H, W]
   masks = None if video.masks is None else np.asarray(video.masks)[frames_idx]
-  plots.plot_error_maps(windows[:, -1], preds, err, masks, out / "error_maps.png")
+  labels = [f"{video.name}: frame {f}" for f in frames_idx]
+  plots.plot_error_maps(windows[:, -1], pred, err, masks, out / "error_maps.png", row_labels=labels)
+  if "normalcy_maps" in aux:
+    plots.plot_normalcy_maps(windows[:, -1], err, np.asarray(aux["normalcy_maps"]), out / "normalcy_maps.png",
+                             row_labels=labels)
 
 
 def demo(workdir="runs/demo", *, models: str = "baseline", overrides=(), progress: bool = True) -> list[dict]:

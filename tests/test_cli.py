@@ -90,14 +90,16 @@ def test_bad_override_and_missing_config(tmp_path, capsys):
 
 def test_demo_end_to_end_tiny(tmp_path, capsys):
   workdir = tmp_path / "demo"
-  args = ["demo", "--workdir", str(workdir), "--no-progress"]
+  args = ["demo", "--workdir", str(workdir), "--models", "baseline,mpn", "--no-progress"]
   for item in TINY:
     args += ["--set", item]
   assert cli.main(args) == 0
   out = capsys.readouterr().out
   assert "frame AUC" in out
   rows = json.loads((workdir / "summary.json").read_text())
-  assert rows[0]["model"] == "baseline" and rows[0]["steps"] == 4 and 0.0 <= rows[0]["auc"] <= 1.0
+  assert [r["model"] for r in rows] == ["baseline", "mpn"]
+  assert all(r["steps"] == 4 and 0.0 <= r["auc"] <= 1.0 for r in rows)
+  assert (workdir / "mpn" / "eval" / "normalcy_maps.png").stat().st_size > 0
   ev = workdir / "baseline" / "eval"
   results = json.loads((ev / "results.json").read_text())
   assert results["num_frames_dropped"] == 4 * results["num_videos"]

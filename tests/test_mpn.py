@@ -139,6 +139,16 @@ def test_loss_and_score_match_numpy(tiny):
   np.testing.assert_allclose(loss, l_fra + 0.5 * (l_c.mean() + 0.1 * l_d.mean()), rtol=1e-5)
 
 
+def test_compactness_mean_divides_by_channels(tiny):
+  _, _, window, pred, aux = tiny
+  _, summed = mpn.loss_fn(pred, aux, window, CONFIG)
+  mean_config = ml_collections.ConfigDict({**CONFIG.to_dict(), "compactness": "mean"})
+  _, averaged = mpn.loss_fn(pred, aux, window, mean_config)
+  np.testing.assert_allclose(averaged["l_c"], summed["l_c"] / aux["features"].shape[-1], rtol=1e-6)
+  with pytest.raises(ValueError, match="compactness"):
+    mpn.loss_fn(pred, aux, window, ml_collections.ConfigDict({**CONFIG.to_dict(), "compactness": "max"}))
+
+
 def test_without_dpu_loss_is_frame_loss_and_no_feature_score():
   model = mpn.MPN(width=WIDTH, upsample="subpixel", use_dpu=False)
   window = _window()

@@ -106,6 +106,9 @@ def test_plots_write_png_files(tmp_path):
                               max_rows=2)
   assert _is_png(out)
   assert _is_png(plots.plot_error_maps(frames, preds, vs.error_maps[0][:3], None, tmp_path / "m2.png"))
+  maps = rng.dirichlet(np.ones(4), size=(3, 10)).transpose(0, 2, 1).reshape(3, 2, 2, 10)  # [n, h, w, M]
+  assert _is_png(plots.plot_normalcy_maps(frames, vs.error_maps[0][:3], maps, tmp_path / "nm.png",
+                                          row_labels=["a", "b", "c"]))
 
 
 def test_spans_of_abnormal_frames():

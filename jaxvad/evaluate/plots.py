@@ -114,7 +114,7 @@ def _to_unit(x: np.ndarray) -> np.ndarray:
 
 
 def plot_error_maps(frames, preds, error_maps, masks, path, indices=None,
-                    max_rows: int = 4) -> pathlib.Path:
+                    max_rows: int = 4, row_labels=None) -> pathlib.Path:
   """Grid of target frame | prediction | error map | mask for a few frames.
 
   Args:
@@ -125,6 +125,7 @@ def plot_error_maps(frames, preds, error_maps, masks, path, indices=None,
     path: output PNG.
     indices: rows to draw; default the `max_rows` frames of largest mean error (in order).
     max_rows: number of rows when `indices` is None.
+    row_labels: a label per input frame (e.g. "video 04, frame 87"); default "frame <j>".
 
   Returns:
     The PNG path.
@@ -152,5 +153,43 @@ def plot_error_maps(frames, preds, error_maps, masks, path, indices=None,
       if r == 0:
         ax.set_title(title)
       if c == 0:
-        ax.set_ylabel(f"frame {j}")
+        ax.set_ylabel(f"frame {j}" if row_labels is None else str(row_labels[j]))
+  return _save(fig, path)
+
+
+def plot_normalcy_maps(frames, error_maps, normalcy_maps, path, row_labels=None,
+                       num_maps: int = 3) -> pathlib.Path:
+  """MPN Fig. 4: target | prediction error | sum of normalcy maps | a few single maps.
+
+  Args:
+    frames: [n, H, W, 3] targets, uint8 or float in [-1, 1].
+    error_maps: [n, H, W] per-pixel prediction errors.
+    normalcy_maps: [n, h, w, M] DPU attention maps (softmax over positions); h, w may be
+      smaller than H, W (DPU plugged at a lower resolution): shown at their own size.
+    path: output PNG.
+    row_labels: a label per row; default "frame <j>".
+    num_maps: how many single maps to show (the first ones, m = 0, 1, ...).
+
+  Returns:
+    The PNG path.
+  """
+  maps = np.asarray(normalcy_maps, np.float32)
+  error_maps = np.asarray(error_maps, np.float32)
+  k = min(num_maps, maps.shape[-1])
+  titles = ["target", "error", "sum of maps"] + [f"map {m}" for m in range(k)]
+  n = len(frames)
+  fig, axes = plt.subplots(n, len(titles), squeeze=False, figsize=(2.2 * len(titles), 2.2 * max(n, 1)))
+  for r in range(n):
+    images = [(_to_unit(frames[r]), {}), (error_maps[r], {"cmap": "inferno"}),
+              (maps[r].sum(-1), {"cmap": "viridis"})]
+    images += [(maps[r, ..., m], {"cmap": "viridis"}) for m in range(k)]
+    for c, ((img, kw), title) in enumerate(zip(images, titles)):
+      ax = axes[r, c]
+      ax.imshow(img, **kw)
+      ax.set_xticks([])
+      ax.set_yticks([])
+      if r == 0:
+        ax.set_title(title)
+      if c == 0:
+        ax.set_ylabel(f"frame {r}" if row_labels is None else str(row_labels[r]))
   return _save(fig, path)

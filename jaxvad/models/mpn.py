@@ -114,14 +114,21 @@ def loss_fn(pred: jax.Array, aux: dict, window: jax.Array, config) -> tuple[jax.
     pred: [B, H, W, 3] predicted frame t+1.
     aux: model intermediates; without "prototypes" (use_dpu False) only L_fra.
     window: [B, T+1, H, W, 3]; the last frame is the target.
-    config: model config with lambda1, lambda2 (paper 0.01; the reference code 1e-4)
-      and gamma (the diversity margin).
+    config: model config with lambda1, lambda2 (paper 0.01; the reference code 1e-4),
+      gamma (the diversity margin) and compactness: "sum" over channels (SPEC 3.2, paper
+      Eq. 6) or "mean" over channels (the reference code's MSELoss, C times smaller).
   Returns: (loss, metrics with l_fra, l_c, l_d).
   """
   l_fra, metrics = baseline.loss_fn(pred, aux, window, config)
   if "prototypes" not in aux:
     return l_fra, metrics
   l_c = jnp.mean(dpu_lib.compactness_error(aux["features"], aux["prototypes"], aux["retrieval"]))
+  reduction = config.get("compactness", "sum")
+  if reduction == "mean":  # The reference code's MSELoss: the squared distance also averaged over C.
+    l_c = l_c / aux["features"].shape[-1]
+  elif reduction != "sum":
+    raise ValueError(f"model.compactness must be 'sum' (SPEC 3.2, paper Eq. 6) or 'mean' (reference code), "
+                     f"got {reduction!r}")
   l_d = jnp.mean(dpu_lib.diversity_error(aux["prototypes"], config.gamma))
   loss = l_fra + config.lambda1 * (l_c + config.lambda2 * l_d)
   return loss, {**metrics, "l_c": l_c, "l_d": l_d}
