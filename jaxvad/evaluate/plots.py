@@ -137,23 +137,31 @@ def plot_error_maps(frames, preds, error_maps, masks, path, indices=None,
   indices = list(indices)
   titles = ["target", "prediction", "error", "mask"][: 4 if masks is not None else 3]
   vmax = float(error_maps[indices].max()) if indices else 1.0
-  fig, axes = plt.subplots(len(indices), len(titles), squeeze=False,
-                           figsize=(2.2 * len(titles), 2.2 * max(len(indices), 1)))
-  for r, j in enumerate(indices):
-    images = [_to_unit(frames[j]), _to_unit(preds[j]), error_maps[j]]
+  rows = []
+  for j in indices:
+    row = [(_to_unit(frames[j]), {}), (_to_unit(preds[j]), {}),
+           (error_maps[j], {"cmap": "inferno", "vmin": 0.0, "vmax": vmax or 1.0})]
     if masks is not None:
-      images.append(np.asarray(masks[j]) != 0)
-    for c, (img, title) in enumerate(zip(images, titles)):
+      row.append((np.asarray(masks[j]) != 0, {"cmap": "gray", "vmin": 0, "vmax": 1}))
+    rows.append(row)
+  labels = [f"frame {j}" if row_labels is None else str(row_labels[j]) for j in indices]
+  return _image_grid(rows, titles, labels, path)
+
+
+def _image_grid(rows, titles, row_labels, path) -> pathlib.Path:
+  """Draws rows of (image, imshow kwargs) under column titles, one label per row; saves a PNG."""
+  fig, axes = plt.subplots(len(rows), len(titles), squeeze=False,
+                           figsize=(2.2 * len(titles), 2.2 * max(len(rows), 1)))
+  for r, row in enumerate(rows):
+    for c, ((img, kw), title) in enumerate(zip(row, titles)):
       ax = axes[r, c]
-      kw = {"cmap": "inferno", "vmin": 0.0, "vmax": vmax or 1.0} if c == 2 else (
-          {"cmap": "gray", "vmin": 0, "vmax": 1} if c == 3 else {})
       ax.imshow(img, **kw)
       ax.set_xticks([])
       ax.set_yticks([])
       if r == 0:
         ax.set_title(title)
       if c == 0:
-        ax.set_ylabel(f"frame {j}" if row_labels is None else str(row_labels[j]))
+        ax.set_ylabel(row_labels[r])
   return _save(fig, path)
 
 
@@ -177,19 +185,10 @@ def plot_normalcy_maps(frames, error_maps, normalcy_maps, path, row_labels=None,
   error_maps = np.asarray(error_maps, np.float32)
   k = min(num_maps, maps.shape[-1])
   titles = ["target", "error", "sum of maps"] + [f"map {m}" for m in range(k)]
-  n = len(frames)
-  fig, axes = plt.subplots(n, len(titles), squeeze=False, figsize=(2.2 * len(titles), 2.2 * max(n, 1)))
-  for r in range(n):
-    images = [(_to_unit(frames[r]), {}), (error_maps[r], {"cmap": "inferno"}),
-              (maps[r].sum(-1), {"cmap": "viridis"})]
-    images += [(maps[r, ..., m], {"cmap": "viridis"}) for m in range(k)]
-    for c, ((img, kw), title) in enumerate(zip(images, titles)):
-      ax = axes[r, c]
-      ax.imshow(img, **kw)
-      ax.set_xticks([])
-      ax.set_yticks([])
-      if r == 0:
-        ax.set_title(title)
-      if c == 0:
-        ax.set_ylabel(f"frame {r}" if row_labels is None else str(row_labels[r]))
-  return _save(fig, path)
+  rows = []
+  for r in range(len(frames)):
+    row = [(_to_unit(frames[r]), {}), (error_maps[r], {"cmap": "inferno"}),
+           (maps[r].sum(-1), {"cmap": "viridis"})]
+    rows.append(row + [(maps[r, ..., m], {"cmap": "viridis"}) for m in range(k)])
+  labels = [f"frame {r}" if row_labels is None else str(row_labels[r]) for r in range(len(frames))]
+  return _image_grid(rows, titles, labels, path)
