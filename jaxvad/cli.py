@@ -1,4 +1,4 @@
-"""The ``jaxvad`` command line: synth | prepare | train | evaluate | run | demo.
+"""The ``jaxvad`` command line: synth | prepare | train | evaluate | run | demo | meta | adapt.
 
 A thin layer: it parses arguments and calls library functions. User mistakes
 (bad data, missing files, bad config values) end with a one-line ``error:``
@@ -68,6 +68,18 @@ def cmd_demo(args) -> None:
   pipeline.demo(args.workdir, models=args.models, overrides=args.set, progress=not args.no_progress)
 
 
+def cmd_meta(args) -> None:
+  from jaxvad.meta import protocol
+  protocol.run(_config(args), args.workdir, progress=not args.no_progress)
+
+
+def cmd_adapt(args) -> None:
+  from jaxvad.meta import protocol
+  res = protocol.adapt_and_score(_config(args), args.workdir, args.video, shots=args.shots, method=args.method,
+                                 out=args.out)
+  print(f"scored {len(res['anomaly'])} frames ({res['note']}); per-frame scores in {res['out']}")
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="jaxvad", description=__doc__.splitlines()[0])
   parser.add_argument("-v", "--verbose", action="store_true", help="log debug information")
@@ -94,6 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=text)
     _add_config_args(p)
     p.set_defaults(func=func)
+
+  p = sub.add_parser("meta", help="pre-train, meta-train on source scenes, few-shot table on the target")
+  _add_config_args(p)
+  p.set_defaults(func=cmd_meta)
+
+  p = sub.add_parser("adapt", help="adapt a meta-trained model to one new video with its first K windows, score it")
+  _add_config_args(p)
+  p.add_argument("--video", required=True, help="folder of the video's frames")
+  p.add_argument("--shots", type=int, default=1, help="K: the first K windows are the (normal) support set")
+  p.add_argument("--method", default="meta", choices=["meta", "finetune"])
+  p.add_argument("--out", default=None, help="output folder (default <workdir>/adapted/<video>)")
+  p.set_defaults(func=cmd_adapt)
 
   p = sub.add_parser("demo", help="synthetic benchmark -> train -> evaluate -> AUC table and plots (CPU, minutes)")
   p.add_argument("--workdir", default="runs/demo")

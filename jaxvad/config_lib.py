@@ -17,6 +17,8 @@ DATASETS = {
     "ped2": dict(labels="frame_labels_ped2.npy", masks_dir="testing/gt_masks", scene_rule="dataset"),
     "avenue": dict(labels="frame_labels_avenue.npy", masks_dir="", scene_rule="dataset"),
     "shanghaitech": dict(labels="frame_labels_shanghai.npy", masks_dir="", scene_rule="prefix"),
+    # UCF-Crime normal videos: a meta-learning source only (one scene per video, no test labels used).
+    "ucf_crime": dict(labels="", masks_dir="", scene_rule="video"),
     "synthetic": dict(labels="frame_labels.npy", masks_dir="testing/gt_masks", scene_rule="prefix"),
 }
 
@@ -35,7 +37,7 @@ def data_config(dataset: str, *, size: int, t: int = 4) -> ml_collections.Config
   return ml_collections.ConfigDict(dict(
       dataset=dataset, root=root, cache_dir=os.environ.get("JAXVAD_CACHE", "data_cache"),
       size=(size, size), t=t, scene_rule=preset["scene_rule"], labels=preset["labels"],
-      masks_dir=preset["masks_dir"],
+      masks_dir=preset["masks_dir"], scenes=(),
       synthetic=dict(num_scenes=8, train_videos_per_scene=2, test_videos_per_scene=2,
                      frames_per_video=120, seed=0)))
 

@@ -9,6 +9,8 @@ Data config fields (see ``configs/``):
   scene_rule: "dataset" | "prefix" | "video" (SPEC 1.3).
   labels: frame-label file or folder, relative to root (any format of SPEC 1.2).
   masks_dir: pixel-mask folder relative to root, or "".
+  scenes: keep only videos of these scene ids (empty: all), e.g. meta-train on some
+    synthetic scenes and test few-shot adaptation on held-out ones.
   synthetic: keyword arguments of `synthetic.make_benchmark` (without size).
 """
 
@@ -65,8 +67,21 @@ def load(data_config, split: str, *, progress: bool = True) -> Split:
   if data_config.dataset == "synthetic" and not data_config.root:
     if size[0] != size[1]:
       raise ValueError(f"synthetic scenes are square; got data.size={size}")
-    return synthetic.make_benchmark(size=size[0], **data_config.synthetic)[split]
+    return select_scenes(synthetic.make_benchmark(size=size[0], **data_config.synthetic)[split],
+                         data_config.get("scenes", ()))
   index = prepare.cache_path(data_config.cache_dir, data_config.dataset, split, size) / prepare.INDEX
   if not index.exists():
     prepare_from_config(data_config, splits=(split,), progress=progress)
-  return prepare.load_split(data_config.cache_dir, data_config.dataset, split, size)
+  return select_scenes(prepare.load_split(data_config.cache_dir, data_config.dataset, split, size),
+                       data_config.get("scenes", ()))
+
+
+def select_scenes(split: Split, scenes) -> Split:
+  """The videos of ``split`` whose scene is in ``scenes`` (all when empty)."""
+  if not scenes:
+    return split
+  wanted = {str(s) for s in scenes}
+  missing = wanted - set(split.scenes)
+  if missing:
+    raise DataError(f"{split.dataset}/{split.split} has no scene {sorted(missing)}; its scenes: {split.scenes}")
+  return Split(split.dataset, split.split, [v for v in split.videos if v.scene in wanted])

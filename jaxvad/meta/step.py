@@ -1,0 +1,103 @@
+"""The pure meta-training step ``meta_step(state, frozen, episodes) -> (state, metrics)`` (paper Eq. 11).
+
+One outer update of Meta-SGD: the gradient of the meta-batch's query loss after adaptation w.r.t. the
+pair (theta, alpha), through the inner update, and one Adam step over the pair (paper: lr 1e-5 for both).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxvad.meta import core
+from jaxvad.train import mesh as mesh_lib
+
+
+@flax.struct.dataclass
+class MetaState:
+  """Everything meta-training updates (the frozen AE lives outside).
+
+  Attributes:
+    step: int32 scalar, number of outer steps taken.
+    theta: the meta-learned initialisation of the adapted parameters (DPU + head).
+    alpha: Meta-SGD step sizes, shaped like theta.
+    opt_state: the optax state of the outer optimiser over the pair (theta, alpha).
+  """
+
+  step: jax.Array
+  theta: Any
+  alpha: Any
+  opt_state: Any
+
+
+def make_meta_optimizer(learning_rate: float = 1e-5) -> optax.GradientTransformation:
+  """The outer optimiser: Adam over (theta, alpha), paper lr 1e-5 for both."""
+  return optax.adam(learning_rate)
+
+
+def init_meta_state(theta: Any, alpha: Any, tx: optax.GradientTransformation) -> MetaState:
+  """A fresh `MetaState` (step 0) for the pair (theta, alpha).
+
+  theta and alpha are copied: `jit_meta_step` donates the state, which must not delete the caller's arrays.
+  """
+  theta, alpha = jax.tree.map(lambda x: jnp.array(x, copy=True), (theta, alpha))
+  return MetaState(step=jnp.zeros((), jnp.int32), theta=theta, alpha=alpha, opt_state=tx.init((theta, alpha)))
+
+
+def make_meta_step(task_loss: core.TaskLoss, tx: optax.GradientTransformation, *, inner_steps: int = 1,
+                   first_order: bool = False, batching: str = "unroll", remat: bool = False) -> Callable:
+  """Returns the un-jitted outer step; see `jit_meta_step` for the sharded, donated version.
+
+  Args:
+    task_loss: from `core.make_task_loss`.
+    tx: the outer optimiser over the pair (theta, alpha) (`make_meta_optimizer`).
+    inner_steps: T inner updates per episode (paper: 1).
+    first_order: drop the second-order term of the outer gradient.
+    batching: "unroll", "vmap" or "map" over the episodes of a meta-batch (`core.meta_loss`).
+    remat: rematerialise the inner steps in the backward pass.
+
+  Returns:
+    ``meta_step(state, frozen, episodes) -> (state, metrics)`` with episodes
+    {"support": [E, K, T+1, H, W, 3], "query": [E, Q, T+1, H, W, 3]}. Metrics: "meta_loss" (query loss
+    after adaptation, Eq. 11), "query_loss_before" (query loss of theta itself, for monitoring),
+    "theta_grad_norm", "alpha_grad_norm", "nonfinite" (1 if the step was skipped: the state is kept).
+  """
+
+  def objective(pair, frozen, episodes):
+    theta, alpha = pair
+    return core.meta_loss(task_loss, theta, alpha, frozen, episodes, batching=batching,
+                          num_steps=inner_steps, first_order=first_order, remat=remat)
+
+  def meta_step(state: MetaState, frozen: Any, episodes: dict):
+    pair = (state.theta, state.alpha)
+    value, (g_theta, g_alpha) = jax.value_and_grad(objective)(pair, frozen, episodes)
+    # Monitoring only: the un-adapted theta on the same query windows (K = 0).
+    before = jnp.mean(jax.vmap(lambda q: task_loss(state.theta, frozen, q))(episodes["query"]))  # [E] -> ()
+    updates, opt_state = tx.update((g_theta, g_alpha), state.opt_state, pair)
+    theta, alpha = optax.apply_updates(pair, updates)
+    new_state = MetaState(step=state.step + 1, theta=theta, alpha=alpha, opt_state=opt_state)
+    theta_norm, alpha_norm = optax.global_norm(g_theta), optax.global_norm(g_alpha)
+    ok = jnp.isfinite(value) & jnp.isfinite(theta_norm) & jnp.isfinite(alpha_norm)
+    # NaN guard as in `train.step`: keep the old state (count the step) so the host can stop cleanly.
+    new_state = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new_state, state)
+    new_state = new_state.replace(step=state.step + 1)
+    metrics = {"meta_loss": value, "query_loss_before": before, "theta_grad_norm": theta_norm,
+               "alpha_grad_norm": alpha_norm, "nonfinite": 1 - ok.astype(jnp.int32)}
+    return new_state, metrics
+
+  return meta_step
+
+
+def jit_meta_step(meta_step: Callable, mesh) -> Callable:
+  """Jits the step for a data-parallel mesh: episodes split over ``data``, the rest replicated.
+
+  The state is donated. The number of episodes E must be divisible by the number of devices
+  (place them with `jaxvad.train.mesh.shard_batch`).
+  """
+  rep = mesh_lib.replicated(mesh)
+  return jax.jit(meta_step, in_shardings=(rep, rep, mesh_lib.batch_sharding(mesh)),
+                 out_shardings=(rep, rep), donate_argnums=(0,))

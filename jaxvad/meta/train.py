@@ -1,0 +1,135 @@
+"""MPU meta-training (MPN Sec. 3.3, SPEC 3.5): pre-train, freeze the AE, Meta-SGD over scene episodes.
+
+1. Pre-train the whole model on the source videos with the frame loss only
+   (``model.lambda1 = 0``) through the ordinary trainer (`jaxvad.train.loop`).
+2. Freeze the autoencoder (encoder + U-Net decoder); theta = DPU + output head,
+   alpha = a pytree shaped like theta (Meta-SGD step sizes).
+3. Meta-train (theta, alpha) with Adam on meta-batches of scene episodes: K support
+   windows and disjoint query windows of one scene; the outer gradient flows through
+   the inner update (second order by default).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import pathlib
+
+import jax
+import numpy as np
+import tqdm
+
+from jaxvad import models
+from jaxvad.data.episodes import EpisodeSampler
+from jaxvad.data.types import Split
+from jaxvad.meta import core
+from jaxvad.meta import step as meta_step_lib
+from jaxvad.train import checkpoint as ckpt_lib
+from jaxvad.train import loop
+from jaxvad.train import mesh as mesh_lib
+from jaxvad.train.metrics_log import MetricsWriter
+
+log = logging.getLogger(__name__)
+
+
+def pretrain_config(config):
+  """The pre-training config: the same model trained with the frame loss only."""
+  c = copy.deepcopy(config)
+  c.model.lambda1 = 0.0
+  return c
+
+
+def pretrain(config, workdir, split: Split, *, progress: bool = True):
+  """Step 1: trains (or resumes) the model with L_fra only in ``workdir/pretrain``; returns its params."""
+  state = loop.train(pretrain_config(config), pathlib.Path(workdir) / "pretrain", split, progress=progress)
+  return jax.device_get(state.params)
+
+
+def resolve_batching(batching: str) -> str:
+  """"auto": unrolled episodes on CPU (vmapped second-order steps are much slower on XLA:CPU), vmap elsewhere."""
+  if batching != "auto":
+    return batching
+  return "unroll" if jax.default_backend() == "cpu" else "vmap"
+
+
+def meta_train(config, workdir, split: Split, params, *, progress: bool = True):
+  """Step 2-3: meta-trains theta and alpha from the pre-trained ``params``; resumes from ``workdir/meta``.
+
+  Returns:
+    (theta, alpha, frozen) as host pytrees.
+  """
+  mc = config.meta
+  out = pathlib.Path(workdir) / "meta"
+  mdef = models.build(config.model)
+  theta, frozen = core.split_params(params)
+  alpha = core.init_alpha(theta, mc.alpha_init)
+  tx = meta_step_lib.make_meta_optimizer(mc.learning_rate)
+  mesh = mesh_lib.make_mesh(config.get("num_devices", None))
+  rep = mesh_lib.replicated(mesh)
+  state = jax.device_put(meta_step_lib.init_meta_state(theta, alpha, tx), rep)
+  frozen = jax.device_put(frozen, rep)
+  ckpt = ckpt_lib.Checkpointer(out / "checkpoints")
+  restored = ckpt.restore(state)
+  if restored is not None:
+    state = restored
+  start, total = int(state.step), int(mc.num_steps)
+  batching = resolve_batching(mc.batching)
+  task_loss = core.make_task_loss(mdef.module, mdef.loss_fn, config.model)
+  step_fn = meta_step_lib.jit_meta_step(
+      meta_step_lib.make_meta_step(task_loss, tx, inner_steps=mc.inner_steps, first_order=mc.first_order,
+                                   batching=batching), mesh)
+  sampler = EpisodeSampler(split, t=config.data.t, k_support=mc.k_support, n_query=mc.n_query,
+                           seed=config.seed)
+  log.info("meta-training theta (%d params) and alpha on %d scenes of %s: steps %d -> %d, %d episodes "
+           "per meta-batch, K=%d, Q=%d, %s, %s-order", sum(x.size for x in jax.tree.leaves(theta)),
+           len(sampler.scene_names), split.dataset, start, total, mc.episodes, mc.k_support, mc.n_query,
+           batching, "first" if mc.first_order else "second")
+  writer = MetricsWriter(out / "metrics.jsonl", resume_step=start)
+  pending = []
+  bar = tqdm.tqdm(total=total, initial=start, disable=not progress, desc="meta-train", unit="step")
+  try:
+    for s in range(start, total):
+      episodes = sampler.sample(s, mc.episodes)
+      episodes = mesh_lib.shard_batch({"support": episodes["support"], "query": episodes["query"]}, mesh)
+      state, metrics = step_fn(state, frozen, episodes)
+      pending.append(metrics)
+      done = s + 1
+      if done % mc.log_every == 0 or done == total:
+        host = jax.device_get(pending)
+        pending = []
+        mean = {k: float(np.mean([m[k] for m in host])) for k in host[-1]}
+        if not all(np.isfinite(v) for v in mean.values()):
+          raise FloatingPointError(f"non-finite meta-training metrics near step {done}: {mean}; "
+                                   f"lower meta.learning_rate or meta.alpha_init")
+        writer.write(done, mean)
+        bar.set_postfix(query_loss=f"{mean.get('meta_loss', float('nan')):.4g}")
+      bar.update(1)
+      if done % mc.checkpoint_every == 0 or done == total:
+        ckpt.save(done, state)
+  finally:
+    bar.close()
+    ckpt.close()
+  state = jax.device_get(state)
+  return state.theta, state.alpha, jax.device_get(frozen)
+
+
+def load_meta(config, workdir):
+  """The meta-trained (theta, alpha, frozen) of ``workdir`` (pretrain + meta checkpoints)."""
+  workdir = pathlib.Path(workdir)
+  mesh = mesh_lib.make_mesh(1)
+  _, _, state = loop.create_train_state(pretrain_config(config), mesh, tuple(config.data.size))
+  ckpt = ckpt_lib.Checkpointer(workdir / "pretrain" / "checkpoints")
+  pre = ckpt.restore(state)
+  ckpt.close()
+  if pre is None:
+    raise FileNotFoundError(f"no pre-trained model in {workdir}/pretrain: run `jaxvad meta` first")
+  theta, frozen = core.split_params(jax.device_get(pre.params))
+  tx = meta_step_lib.make_meta_optimizer(config.meta.learning_rate)
+  target = meta_step_lib.init_meta_state(theta, core.init_alpha(theta, config.meta.alpha_init), tx)
+  ckpt = ckpt_lib.Checkpointer(workdir / "meta" / "checkpoints")
+  meta = ckpt.restore(jax.device_put(target, mesh_lib.replicated(mesh)))
+  ckpt.close()
+  if meta is None:
+    raise FileNotFoundError(f"no meta-trained model in {workdir}/meta: run `jaxvad meta` first")
+  meta = jax.device_get(meta)
+  return meta.theta, meta.alpha, frozen
