@@ -54,7 +54,8 @@ def evaluate(config, workdir, *, progress: bool = True) -> dict:
   """Scores the test split, computes the AUCs of SPEC 5, writes scores, results and plots.
 
   Outputs under ``workdir/<eval.out>/`` (default ``eval/``): results.json, scores.npz, frames.csv, roc.png,
-  scores_<video>.png, error_maps.png and, for models with a DPU, normalcy_maps.png (MPN Fig. 4).
+  scores_<video>.png, error_maps.png, for models with a DPU normalcy_maps.png (MPN Fig. 4) and,
+  for PGM with memory, distances.json (PGM Fig. 9).
   """
   workdir = pathlib.Path(workdir)
   split = sources.load(config.data, "testing", progress=progress)
@@ -69,6 +70,11 @@ def evaluate(config, workdir, *, progress: bool = True) -> dict:
   results.update(model=config.model.name, checkpoint_step=step)
   out = workdir / config.eval.get("out", "eval")
   report.save_scores(out, video_scores, results)
+  if config.model.name == "pgm":  # PGM Fig. 9: D_m and D_q over a few test windows.
+    from jaxvad.models import pgm
+    dist = pgm.distances_report(mdef.module, variables, split, config.data.t, batch_size=config.eval.batch_size)
+    if dist is not None:
+      atomic_write_text(out / "distances.json", json.dumps(dist, indent=2))
   if config.eval.plots and video_scores.labels is not None:
     _plots(out, split, video_scores, results, mdef, variables, config)
   summary = {k: results.get(k) for k in ("auc", "auc_smoothed", "per_video_auc", "pixel_auc")}

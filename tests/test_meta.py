@@ -1,6 +1,10 @@
 """Meta-SGD (MPN's MPU, paper Eq. 9-11): exact meta-gradients, frozen AE, batching, adaptation, meta step."""
 
 import functools
+import os
+import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -203,3 +207,44 @@ def test_meta_steps_jit_once_reduce_loss_and_keep_frozen(mpn):
   assert losses[-1] < losses[0]
   assert float(metrics["meta_loss"]) < float(metrics["query_loss_before"])  # adaptation helps
   jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), frozen, frozen_before)
+
+
+MULTI_DEVICE_META = r"""
+import jax, jax.numpy as jnp, numpy as np
+from jaxvad import config_lib, models
+from jaxvad.meta import core, step as step_lib
+from jaxvad.train import mesh as mesh_lib
+assert jax.device_count() == 4, jax.devices()
+c = config_lib.load_config("configs/mpn.py:quick").model
+c.update(width=0.0625, num_prototypes=3)
+mdef = models.build(c)
+params = jax.jit(mdef.module.init)(jax.random.key(0, impl="unsafe_rbg"), jnp.zeros((1, 2, 16, 16, 3)))["params"]
+theta, frozen = core.split_params(params)
+task_loss = core.make_task_loss(mdef.module, mdef.loss_fn, c)
+rng = np.random.default_rng(1)
+episodes = {"support": rng.uniform(-1, 1, (4, 2, 3, 16, 16, 3)).astype(np.float32),
+            "query": rng.uniform(-1, 1, (4, 1, 3, 16, 16, 3)).astype(np.float32)}
+tx = step_lib.make_meta_optimizer(1e-3)
+out = {}
+for n in (1, 4):
+  mesh = mesh_lib.make_mesh(n)
+  fn = step_lib.jit_meta_step(step_lib.make_meta_step(task_loss, tx, batching="unroll"), mesh)
+  state = jax.device_put(step_lib.init_meta_state(theta, core.init_alpha(theta, 1e-2), tx), mesh_lib.replicated(mesh))
+  for _ in range(2):
+    state, metrics = fn(state, jax.device_put(frozen, mesh_lib.replicated(mesh)), mesh_lib.shard_batch(episodes, mesh))
+  out[n] = (float(metrics["meta_loss"]), jax.device_get((state.theta, state.alpha)))
+assert abs(out[1][0] - out[4][0]) < 1e-5, (out[1][0], out[4][0])
+diff = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(out[1][1]), jax.tree.leaves(out[4][1])))
+assert diff < 1e-5, diff
+print("max diff", diff)
+"""
+
+
+def test_episodes_sharded_over_four_devices_match_one_device():
+  """A meta-batch of 4 episodes sharded over 4 simulated CPU devices gives the 1-device step (to 1e-5)."""
+  repo = pathlib.Path(__file__).resolve().parents[1]
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-c", MULTI_DEVICE_META], cwd=repo, env=env, capture_output=True,
+                        text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "max diff" in proc.stdout

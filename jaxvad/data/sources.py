@@ -12,6 +12,8 @@ Data config fields (see ``configs/``):
   scenes: keep only videos of these scene ids (empty: all), e.g. meta-train on some
     synthetic scenes and test few-shot adaptation on held-out ones.
   synthetic: keyword arguments of `synthetic.make_benchmark` (without size).
+  format: "cache" (default: frame cache of ``jaxvad prepare``) or "tfds" (a built jaxvad TFDS data set,
+    read without TensorFlow; needs ``tfds_name``, e.g. "ucsd_ped2/256x256", and ``tfds_dir``).
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ def load(data_config, split: str, *, progress: bool = True) -> Split:
       raise ValueError(f"synthetic scenes are square; got data.size={size}")
     return select_scenes(synthetic.make_benchmark(size=size[0], **data_config.synthetic)[split],
                          data_config.get("scenes", ()))
+  if data_config.get("format", "cache") == "tfds":
+    from jaxvad.data import tfds_source  # pylint: disable=g-import-not-at-top
+    return select_scenes(tfds_source.load_split(data_config.tfds_name, data_config.tfds_dir, split, size=size,
+                                                dataset=data_config.dataset), data_config.get("scenes", ()))
   index = prepare.cache_path(data_config.cache_dir, data_config.dataset, split, size) / prepare.INDEX
   if not index.exists():
     prepare_from_config(data_config, splits=(split,), progress=progress)

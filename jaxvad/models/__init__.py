@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from jaxvad.models import baseline
 from jaxvad.models import mpn
+from jaxvad.models import pgm
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,4 +42,10 @@ def build(model_config) -> ModelDef:
         num_prototypes=model_config.num_prototypes, plug=model_config.plug,
         use_dpu=model_config.use_dpu, dtype=dtype)
     return ModelDef(module, mpn.loss_fn, mpn.score_fn)
-  raise ValueError(f"unknown model {name!r}; known: baseline, mpn")
+  if name == "pgm":
+    module = pgm.PGM(
+        width=model_config.width, norm=model_config.norm, upsample=model_config.upsample,
+        num_items=model_config.num_items, use_memory=model_config.use_memory, use_diff=model_config.use_diff,
+        rule_update=model_config.rule_update, grad_items=model_config.grad_items, dtype=dtype)
+    return ModelDef(module, pgm.loss_fn, pgm.score_fn)
+  raise ValueError(f"unknown model {name!r}; known: baseline, mpn, pgm")

@@ -1,0 +1,158 @@
+"""PGM: the two-branch autoencoder with a prototype-guided memory (paper Sec. III; SPEC 4).
+
+Shared encoder (SPEC 2) -> z [B, H/8, W/8, 512w] (Eq. 1); the memory (`memory.Memory`)
+transforms z into z^ of the same shape (Eq. 2); two decoders read z^:
+
+* prediction branch: `backbone.Decoder` with skips + `backbone.OutputHead` -> I^_{t+1} (Eq. 3);
+* RGB-difference branch: the same decoder **without skips** (so the input frames cannot be
+  copied through, paper Sec. III-A) + a head with 3t outputs, 2 tanh -> x^_diff in [-2, 2]
+  (Eq. 4), target x_diff = x_clips - I_{t+1} (Eq. 5), channels laid out like
+  `backbone.stack_frames` (oldest frame first).
+
+Switches (Table II, Table IV): ``use_memory`` / ``num_items`` (N = 0 means no memory),
+``use_diff``, ``rule_update``, ``grad_items``; ``use_dis`` is a loss switch (config).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxvad.models import backbone
+from jaxvad.models import baseline
+from jaxvad.models import memory as memory_lib
+
+Dtype = Any
+
+
+class PGM(nn.Module):
+  """Predicts frame t+1 (and the stacked RGB difference) from t frames through the memory.
+
+  Attributes:
+    width: channel multiplier (1.0 = paper widths).
+    norm: "none" | "batch" | "group".
+    upsample: see `backbone.Upsample`.
+    num_items: N memory items (paper default 100; 0 = no memory, Table IV).
+    use_memory: False makes the decoders read z directly (Table II).
+    use_diff: the RGB-difference branch (Table II).
+    rule_update: the memory update rule, Eq. 11-12 (training only).
+    grad_items: items also trained by gradient (see `memory`).
+    dtype: compute dtype (parameters, memory maths and losses stay float32).
+  """
+
+  width: float = 1.0
+  norm: str = "none"
+  upsample: str = "conv_transpose"
+  num_items: int = 100
+  use_memory: bool = True
+  use_diff: bool = True
+  rule_update: bool = True
+  grad_items: bool = True
+  dtype: Dtype = jnp.float32
+
+  @property
+  def has_memory(self) -> bool:
+    return self.use_memory and self.num_items > 0
+
+  @nn.compact
+  def __call__(self, inputs: jax.Array, train: bool = False):
+    """Args: inputs: [B, T, H, W, 3] in [-1, 1]. Returns (pred [B, H, W, 3], aux).
+
+    aux: "z", "z_hat", with the memory all of `memory.Memory`'s aux, with the
+    difference branch "diff" [B, H, W, 3T].
+    """
+    t = inputs.shape[1]
+    x = backbone.stack_frames(inputs).astype(self.dtype)  # [B, H, W, 3T]
+    z, skips = backbone.Encoder(self.width, self.norm, self.dtype, name="encoder")(x, train)  # Eq. 1
+    aux = {"z": z}
+    z_hat = z
+    if self.has_memory:
+      z_hat, mem_aux = memory_lib.Memory(self.num_items, self.rule_update, self.grad_items, name="memory")(
+          z, train)  # [B, H/8, W/8, 512w], Eq. 2
+      z_hat = z_hat.astype(self.dtype)
+      aux.update(mem_aux)
+    aux["z_hat"] = z_hat
+    feats = backbone.Decoder(self.width, self.norm, self.upsample, dtype=self.dtype, name="decoder")(
+        z_hat, skips, train)  # [B, H, W, 128w]
+    pred = backbone.OutputHead(self.width, dtype=self.dtype, name="head")(feats)  # [B, H, W, 3], Eq. 3
+    if self.use_diff:
+      dfeats = backbone.Decoder(self.width, self.norm, self.upsample, use_skips=False, dtype=self.dtype,
+                                name="diff_decoder")(z_hat, skips, train)  # [B, H, W, 64w]
+      aux["diff"] = 2.0 * backbone.OutputHead(self.width, out_channels=3 * t, dtype=self.dtype,
+                                              name="diff_head")(dfeats)  # [B, H, W, 3T], Eq. 4
+    return pred, aux
+
+
+def diff_target(window: jax.Array) -> jax.Array:
+  """x_diff = x_clips - I_{t+1} (Eq. 5): [B, T+1, H, W, 3] -> [B, H, W, 3T], oldest first."""
+  window = window.astype(jnp.float32)
+  return backbone.stack_frames(window[:, :-1] - window[:, -1:])
+
+
+def loss_fn(pred: jax.Array, aux: dict, window: jax.Array, config) -> tuple[jax.Array, dict]:
+  """L = lambda_pred L_pred + lambda_diff L_diff + lambda_dis L_dis (Eq. 18).
+
+  L_pred and L_diff are mean squared errors (Eq. 6-7, averaged over pixels and channels);
+  L_dis (Eq. 17) is computed per sample (K = h * w queries) and averaged over the batch.
+
+  Args:
+    pred: [B, H, W, 3] predicted frame t+1.
+    aux: the model's aux; terms are added for the parts present ("diff", "queries").
+    window: [B, T+1, H, W, 3]; the last frame is the target.
+    config: model config with lambda_pred, lambda_diff, lambda_dis, use_dis.
+  Returns: (loss, metrics with l_pred and, where present, l_diff, l_dis, items_used).
+  """
+  l_pred, _ = baseline.loss_fn(pred, aux, window, config)  # Eq. 6
+  loss = config.get("lambda_pred", 1.0) * l_pred
+  metrics = {"l_pred": l_pred}
+  if "diff" in aux:
+    l_diff = jnp.mean(jnp.square(aux["diff"].astype(jnp.float32) - diff_target(window)))  # Eq. 7
+    loss = loss + config.get("lambda_diff", 0.1) * l_diff
+    metrics["l_diff"] = l_diff
+  if "queries" in aux:
+    metrics["items_used"] = aux["items_used"].astype(jnp.float32)
+    if config.get("use_dis", True):
+      l_dis = jnp.mean(memory_lib.discriminative_loss(aux["queries"], aux["items"], aux["nearest"]))
+      loss = loss + config.get("lambda_dis", 1.0) * l_dis
+      metrics["l_dis"] = l_dis
+  return loss, metrics
+
+
+def score_fn(pred: jax.Array, aux: dict, window: jax.Array, config) -> dict:
+  """D before min-max: DIST (Eq. 22), the per-window mean of ||z_i - m_nearest||, [B].
+
+  High is abnormal ("memory_distance" in `evaluate.metrics.HIGH_IS_NORMAL`); the
+  regularity score S = 0.6 P + 0.4 (1 - D) (Eq. 25) is
+  ``eval.score_weights = {"psnr": 0.6, "memory_distance": 0.4}``. Nothing without memory.
+  """
+  del pred, window, config
+  if "queries" not in aux:
+    return {}
+  return {"memory_distance": aux["memory_distance"]}
+
+
+def distances_report(module: PGM, variables, split, t: int, max_windows: int = 64,
+                     batch_size: int = 16) -> dict | None:
+  """Fig. 9's D_m and D_q (`memory.distances`) over up to ``max_windows`` test windows.
+
+  Windows are spread evenly over the videos of ``split``; the memory read is the
+  evaluation one (train=False). Returns None for a model without memory.
+  """
+  if not module.has_memory:
+    return None
+  index = [(v, f) for v, video in enumerate(split.videos) for f in range(t, video.frames.shape[0])]
+  picks = [index[i] for i in np.linspace(0, len(index) - 1, min(max_windows, len(index))).astype(int)]
+  apply = jax.jit(lambda v, x: module.apply(v, x, train=False)[1])
+  queries, items = [], None
+  for s in range(0, len(picks), batch_size):
+    clips = np.stack([split.videos[v].frames[f - t:f] for v, f in picks[s:s + batch_size]])
+    aux = apply(variables, clips.astype(np.float32) / 127.5 - 1.0)  # [b, T, H, W, 3] in [-1, 1]
+    queries.append(np.asarray(aux["queries"]).reshape(-1, aux["queries"].shape[-1]))  # [b*K, C]
+    items = aux["items"]
+  report = memory_lib.distances(items, np.concatenate(queries))
+  report["num_windows"] = len(picks)
+  return report
