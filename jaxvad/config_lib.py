@@ -38,6 +38,7 @@ def data_config(dataset: str, *, size: int, t: int = 4) -> ml_collections.Config
       dataset=dataset, root=root, cache_dir=os.environ.get("JAXVAD_CACHE", "data_cache"),
       size=(size, size), t=t, scene_rule=preset["scene_rule"], labels=preset["labels"],
       masks_dir=preset["masks_dir"], scenes=(),
+      layout="community",  # Or the original archive layout: "ucsd" | "avenue" | "shanghaitech" | "ucf_crime".
       format="cache", tfds_name="", tfds_dir="",  # format "tfds": read a built TFDS dataset instead.
       synthetic=dict(num_scenes=8, train_videos_per_scene=2, test_videos_per_scene=2,
                      frames_per_video=120, seed=0)))

@@ -21,19 +21,6 @@ from jaxvad.data.windows import WindowSource  # pylint: disable=g-import-not-at-
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
 
 
-def _write_video(path: pathlib.Path, levels, size=32) -> None:
-  """A tiny mpeg4 video whose frame i is uniformly ``levels[i]`` gray."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  with av.open(str(path), "w") as out:
-    stream = out.add_stream("mpeg4", rate=25)
-    stream.width = stream.height = size
-    stream.pix_fmt = "yuv420p"
-    for v in levels:
-      frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), v, np.uint8), format="rgb24")
-      out.mux(stream.encode(frame))
-    out.mux(stream.encode())
-
-
 def _write_images(folder: pathlib.Path, levels, ext: str, start: int = 1, width: int = 3) -> None:
   folder.mkdir(parents=True, exist_ok=True)
   for i, v in enumerate(levels):
@@ -88,11 +75,11 @@ def test_ucsd_raw_archive(tmp_path):
   assert [int(np.asarray(r["mask"]).max()) for r in test[:4]] == [0, 255, 255, 0]
 
 
-def test_avenue_avi_and_mat_masks(tmp_path):
+def test_avenue_avi_and_mat_masks(tmp_path, write_video):
   root = tmp_path / "manual" / "Avenue Dataset"
-  _write_video(root / "training_videos" / "01.avi", [40, 120, 200])
-  _write_video(root / "testing_videos" / "01.avi", [30, 90, 150, 210])
-  _write_video(root / "testing_videos" / "02.avi", [60, 160, 240])
+  write_video(root / "training_videos" / "01.avi", [40, 120, 200])
+  write_video(root / "testing_videos" / "01.avi", [30, 90, 150, 210])
+  write_video(root / "testing_videos" / "02.avi", [60, 160, 240])
   gt = tmp_path / "manual" / "ground_truth_demo" / "testing_label_mask"
   gt.mkdir(parents=True)
   for i, n, bad in ((1, 4, 2), (2, 3, 0)):
@@ -112,10 +99,10 @@ def test_avenue_avi_and_mat_masks(tmp_path):
   assert len(_records("cuhk_avenue/original", tmp_path / "tfds", "train")) == 3
 
 
-def test_shanghaitech_scenes(tmp_path):
+def test_shanghaitech_scenes(tmp_path, write_video):
   root = tmp_path / "manual" / "shanghaitech"
-  _write_video(root / "training" / "videos" / "01_001.avi", [50, 150])
-  _write_video(root / "training" / "videos" / "02_001.avi", [80, 180, 250])
+  write_video(root / "training" / "videos" / "01_001.avi", [50, 150])
+  write_video(root / "training" / "videos" / "02_001.avi", [80, 180, 250])
   _write_images(root / "testing" / "frames" / "01_0014", [10, 20, 30], ".jpg", start=0)
   _write_images(root / "testing" / "frames" / "02_0001", [40, 50], ".jpg", start=0)
   (root / "testing" / "test_frame_mask").mkdir(parents=True)
@@ -132,11 +119,11 @@ def test_shanghaitech_scenes(tmp_path):
   assert split.videos[0].masks is None
 
 
-def test_ucf_crime_normal_mp4(tmp_path):
+def test_ucf_crime_normal_mp4(tmp_path, write_video):
   manual = tmp_path / "manual"
-  _write_video(manual / "Training_Normal_Videos_Anomaly" / "Normal_Videos010_x264.mp4", [20, 220])
-  _write_video(manual / "Training_Normal_Videos_Anomaly" / "Normal_Videos002_x264.mp4", [60, 100, 140])
-  _write_video(manual / "Testing_Normal_Videos_Anomaly" / "Normal_Videos003_x264.mp4", [90])
+  write_video(manual / "Training_Normal_Videos_Anomaly" / "Normal_Videos010_x264.mp4", [20, 220])
+  write_video(manual / "Training_Normal_Videos_Anomaly" / "Normal_Videos002_x264.mp4", [60, 100, 140])
+  write_video(manual / "Testing_Normal_Videos_Anomaly" / "Normal_Videos003_x264.mp4", [90])
   _build(tb.UcfCrimeNormal, manual, tmp_path / "tfds")
   split = tfds_source.load_split("ucf_crime_normal/original", tmp_path / "tfds", "training", size=(32, 32))
   assert [(v.name, v.scene, v.num_frames) for v in split.videos] == [

@@ -18,8 +18,9 @@ import tqdm
 
 from jaxvad.data.decode import iter_frames, read_frames
 from jaxvad.data.errors import DataError
-from jaxvad.data.labels import load_frame_labels, load_pixel_masks
-from jaxvad.data.layout import VideoEntry, discover
+from jaxvad.data import raw_layouts
+from jaxvad.data.labels import load_frame_labels
+from jaxvad.data.layout import VideoEntry
 from jaxvad.data.types import Split, VideoData
 from jaxvad.utils import atomic_save_npy, atomic_write_json
 
@@ -65,6 +66,21 @@ def _write_frames(entry: VideoEntry, path: pathlib.Path, size: tuple[int, int]) 
   return int(frames.shape[0])
 
 
+def _discover(root, split: str, layout: str, scene_rule: str, labels, masks_dir):
+  """(entries, label source, mask loaders) of one split; explicit labels/masks override a raw layout's."""
+  raw = raw_layouts.discover_split(root, split, layout, scene_rule=scene_rule, masks_dir=masks_dir,
+                                   need_labels=labels is None)
+  return raw.entries, (labels if labels is not None else raw.labels), raw.masks
+
+
+def _load_masks(loader: raw_layouts.MaskLoader, entry: VideoEntry, size: tuple[int, int], n: int) -> np.ndarray:
+  """Loads one video's masks at ``size`` and checks that there is one per frame."""
+  masks = loader(size)
+  if masks.shape[0] != n:
+    raise DataError(f"mask count mismatch for {entry.source}: {masks.shape[0]} masks but {n} frames")
+  return masks
+
+
 def _select(entries: list[VideoEntry], videos: Sequence[str] | None, root: pathlib.Path) -> list[VideoEntry]:
   if videos is None:
     return entries
@@ -78,21 +94,26 @@ def _select(entries: list[VideoEntry], videos: Sequence[str] | None, root: pathl
 def prepare_split(root: str | pathlib.Path, split: str, cache_dir: str | pathlib.Path, *, dataset: str,
                   size: tuple[int, int] = (256, 256), scene_rule: str = "dataset",
                   labels: str | pathlib.Path | None = None, masks_dir: str | pathlib.Path | None = None,
-                  videos: Sequence[str] | None = None, progress: bool = True) -> pathlib.Path:
+                  videos: Sequence[str] | None = None, progress: bool = True,
+                  layout: str = "community") -> pathlib.Path:
   """Decodes, resizes and caches one split; resumable.
 
   Args:
-    root: data set root (``root/split/frames/...`` or ``root/split/videos/...``).
+    root: data set root (``root/split/frames/...`` or ``root/split/videos/...``, or the unpacked archive of a
+      raw ``layout``).
     split: "training" or "testing".
     cache_dir: cache root.
     dataset: data set name (first level of the cache).
     size: (H, W) frame size.
-    scene_rule: see ``layout.scene_of``.
-    labels: frame-label file or folder for ``labels.load_frame_labels`` (all videos of the split).
-    masks_dir: folder of per-video pixel-mask folders (``gt_masks``); videos without one get no masks.
+    scene_rule: see ``layout.scene_of`` (community layout only; raw layouts fix their scenes).
+    labels: frame-label file or folder for ``labels.load_frame_labels`` (all videos of the split); for a raw
+      layout, None means the archive's own labels.
+    masks_dir: folder of per-video pixel-mask folders (``gt_masks``); videos without one get no masks. For a
+      raw layout, None means the archive's own masks.
     videos: optional subset of video names to prepare (labels are still checked against the whole split);
       ``index.json`` then lists only these videos.
     progress: show a tqdm bar over videos.
+    layout: "community" or an original archive layout (``raw_layouts.LAYOUTS``).
 
   Returns:
     The cache folder ``cache_dir/<dataset>/<split>/<H>x<W>``.
@@ -101,7 +122,7 @@ def prepare_split(root: str | pathlib.Path, split: str, cache_dir: str | pathlib
     DataError: malformed data, unreadable frames, or label/mask counts that differ from frame counts.
   """
   size = (int(size[0]), int(size[1]))
-  entries = discover(root, split, scene_rule)
+  entries, labels, mask_of = _discover(root, split, layout, scene_rule, labels, masks_dir)
   out_dir = cache_path(cache_dir, dataset, split, size)
   names = [e.name for e in entries]
   all_framed = all(e.kind == "frames" for e in entries)
@@ -134,15 +155,10 @@ def prepare_split(root: str | pathlib.Path, split: str, cache_dir: str | pathlib
       lab = label_of[entry.name]
       if not (lpath.is_file() and np.array_equal(np.load(lpath, allow_pickle=False), lab)):
         atomic_save_npy(lpath, lab)
-    has_masks = masks_dir is not None and (pathlib.Path(masks_dir) / entry.name).is_dir()
-    if has_masks:
-      mpath = out_dir / f"{entry.name}.masks.npy"
-      if _cached_len(mpath) != n:
-        mdir = pathlib.Path(masks_dir) / entry.name
-        masks = load_pixel_masks(mdir, size)
-        if masks.shape[0] != n:
-          raise DataError(f"mask count mismatch in {mdir}: {masks.shape[0]} masks but {n} frames")
-        atomic_save_npy(mpath, masks)
+    has_masks = entry.name in mask_of
+    mpath = out_dir / f"{entry.name}.masks.npy"
+    if has_masks and _cached_len(mpath) != n:
+      atomic_save_npy(mpath, _load_masks(mask_of[entry.name], entry, size, n))
     index_videos.append({"name": entry.name, "scene": entry.scene, "num_frames": n,
                          "has_labels": has_labels, "has_masks": has_masks})
   index = {"format": 1, "dataset": dataset, "split": split, "size": list(size), "videos": index_videos}
@@ -194,7 +210,8 @@ def load_split(cache_dir: str | pathlib.Path, dataset: str, split: str, size: tu
 
 def read_split(root: str | pathlib.Path, split: str, *, dataset: str, size: tuple[int, int] = (256, 256),
                scene_rule: str = "dataset", labels: str | pathlib.Path | None = None,
-               masks_dir: str | pathlib.Path | None = None, videos: Sequence[str] | None = None) -> Split:
+               masks_dir: str | pathlib.Path | None = None, videos: Sequence[str] | None = None,
+               layout: str = "community") -> Split:
   """Like ``prepare_split`` + ``load_split`` but entirely in memory, without a cache (small data, tests).
 
   Args:
@@ -206,6 +223,7 @@ def read_split(root: str | pathlib.Path, split: str, *, dataset: str, size: tupl
     labels: frame-label file or folder (all videos of the split).
     masks_dir: folder of per-video pixel-mask folders.
     videos: optional subset of video names.
+    layout: as ``prepare_split``.
 
   Returns:
     The split, videos in sorted order.
@@ -214,7 +232,7 @@ def read_split(root: str | pathlib.Path, split: str, *, dataset: str, size: tupl
     DataError: as ``prepare_split``.
   """
   size = (int(size[0]), int(size[1]))
-  entries = discover(root, split, scene_rule)
+  entries, labels, mask_of = _discover(root, split, layout, scene_rule, labels, masks_dir)
   names = [e.name for e in entries]
   todo = _select(entries, videos, pathlib.Path(root) / split)
   all_framed = all(e.kind == "frames" for e in entries)
@@ -227,11 +245,6 @@ def read_split(root: str | pathlib.Path, split: str, *, dataset: str, size: tupl
   out = []
   for e in todo:
     frames = decoded[e.name]
-    masks = None
-    if masks_dir is not None and (pathlib.Path(masks_dir) / e.name).is_dir():
-      mdir = pathlib.Path(masks_dir) / e.name
-      masks = load_pixel_masks(mdir, size)
-      if masks.shape[0] != frames.shape[0]:
-        raise DataError(f"mask count mismatch in {mdir}: {masks.shape[0]} masks but {frames.shape[0]} frames")
+    masks = _load_masks(mask_of[e.name], e, size, frames.shape[0]) if e.name in mask_of else None
     out.append(VideoData(e.name, e.scene, frames, label_of.get(e.name), masks))
   return Split(dataset, split, out)

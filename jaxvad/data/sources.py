@@ -2,12 +2,18 @@
 
 Data config fields (see ``configs/``):
   dataset: "synthetic" or a real data set name ("ped2", "ped1", "avenue", "shanghaitech", ...).
-  root: the data set folder in the community layout (SPEC 1.1); for "synthetic" an empty
-    root means "generate in memory", a non-empty one reads what ``jaxvad synth`` wrote.
+  root: the data set folder in the community layout (SPEC 1.1) or, with a raw ``layout``, the unpacked
+    archive; for "synthetic" an empty root means "generate in memory", a non-empty one reads what
+    ``jaxvad synth`` wrote.
+  layout: "community" (default) or an original archive layout: "ucsd" | "avenue" | "shanghaitech" |
+    "ucf_crime" (``raw_layouts``). A raw layout brings its own labels, masks and scenes: ``labels`` then
+    overrides the archive's labels when set (looked up in root, then the layout's test folder), and
+    ``masks_dir`` and ``scene_rule`` are not used.
   cache_dir: where ``prepare`` caches decoded, resized frames.
   size: (H, W) after resizing.  t: input frames per window.
   scene_rule: "dataset" | "prefix" | "video" (SPEC 1.3).
-  labels: frame-label file or folder, relative to root (any format of SPEC 1.2).
+  labels: frame-label file or folder, relative to root (any format of SPEC 1.2); "" for none (community)
+    or the archive's own (raw layouts).
   masks_dir: pixel-mask folder relative to root, or "".
   scenes: keep only videos of these scene ids (empty: all), e.g. meta-train on some
     synthetic scenes and test few-shot adaptation on held-out ones.
@@ -21,6 +27,7 @@ from __future__ import annotations
 import pathlib
 
 from jaxvad.data import prepare
+from jaxvad.data import raw_layouts
 from jaxvad.data import synthetic
 from jaxvad.data.errors import DataError
 from jaxvad.data.types import Split
@@ -36,27 +43,30 @@ def _root(data_config) -> pathlib.Path:
   return root
 
 
-def _optional_path(root: pathlib.Path, rel: str) -> pathlib.Path | None:
+def _optional_path(root: pathlib.Path, rel: str, layout: str = "community") -> pathlib.Path | None:
   if not rel:
     return None
-  path = root / rel
-  if not path.exists():
-    raise DataError(f"{path} does not exist (from data config; fix or clear the setting)")
-  return path
+  for base in raw_layouts.label_dirs(root, layout):
+    if (base / rel).exists():
+      return base / rel
+  hint = "" if layout == "community" else f"; clear it (--set data.labels=) to use the {layout} archive's own labels"
+  raise DataError(f"{root / rel} does not exist (from data config; fix or clear the setting{hint})")
 
 
 def prepare_from_config(data_config, splits=SPLITS, progress: bool = True) -> list[pathlib.Path]:
   """Decodes and caches the splits of a real (or written synthetic) data set; resumable."""
   root = _root(data_config)
   size = tuple(data_config.size)
+  layout = data_config.get("layout", "community")
   out = []
   for split in splits:
     is_test = split == "testing"
+    masks_dir = data_config.get("masks_dir", "") if layout == "community" else ""
     out.append(prepare.prepare_split(
         root, split, data_config.cache_dir, dataset=data_config.dataset, size=size,
-        scene_rule=data_config.scene_rule,
-        labels=_optional_path(root, data_config.labels) if is_test else None,
-        masks_dir=_optional_path(root, data_config.get("masks_dir", "")) if is_test else None,
+        scene_rule=data_config.scene_rule, layout=layout,
+        labels=_optional_path(root, data_config.labels, layout) if is_test else None,
+        masks_dir=_optional_path(root, masks_dir) if is_test else None,
         progress=progress))
   return out
 

@@ -26,7 +26,9 @@ from PIL import Image
 
 from jaxvad.data import decode
 from jaxvad.data.errors import DataError
-from jaxvad.data.layout import VideoEntry, list_frames, natural_key
+from jaxvad.data.labels import load_frame_labels
+from jaxvad.data.layout import VideoEntry
+from jaxvad.data.raw_layouts import MaskLoader, RawSplit
 
 SPLIT_DIRS = {"train": "training", "test": "testing"}
 
@@ -63,7 +65,7 @@ class RawVideo:
 
   entry: VideoEntry
   labels: np.ndarray | None = None
-  masks: Callable[[tuple[int, int] | None], np.ndarray] | None = None
+  masks: MaskLoader | None = None
 
 
 def native_size(entry: VideoEntry) -> tuple[int, int]:
@@ -77,22 +79,25 @@ def native_size(entry: VideoEntry) -> tuple[int, int]:
     return int(ctx.height), int(ctx.width)
 
 
-def resize_masks(masks: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
-  """Nearest-neighbour resize of uint8 [N, h, w] masks to (H, W), as ``labels.load_pixel_masks`` does."""
-  masks = np.asarray(masks)
-  if size is None or masks.shape[1:] == tuple(size):
-    return masks.astype(np.uint8)
-  return np.stack([np.asarray(Image.fromarray(m.astype(np.uint8)).resize((size[1], size[0]), Image.NEAREST))
-                   for m in masks])
+def raw_videos(raw: RawSplit, labels: pathlib.Path | None = None) -> list[RawVideo]:
+  """The ``RawVideo``s of a split found by ``raw_layouts.discover_split``, with labels loaded and mask loaders.
 
+  Args:
+    raw: the split's entries, label source and mask loaders.
+    labels: a label source that overrides ``raw.labels``.
 
-def frame_folders(parent: pathlib.Path, scene: str = "0", skip_suffix: str = "_gt") -> list[VideoEntry]:
-  """Frame-folder videos directly under ``parent`` (UCSD ``Train/Train001``), sorted, ``*_gt`` skipped."""
-  dirs = sorted((d for d in parent.iterdir() if d.is_dir() and not d.name.startswith(".")
-                 and not d.name.endswith(skip_suffix)), key=lambda d: natural_key(d.name))
-  if not dirs:
-    raise DataError(f"no video folders in {parent}")
-  return [VideoEntry(d.name, scene, d, "frames", tuple(list_frames(d))) for d in dirs]
+  Returns:
+    One ``RawVideo`` per entry; label counts of raw videos are checked later against the decoded frames.
+  """
+  source = labels if labels is not None else raw.labels
+  if source is None:
+    return [RawVideo(e, None, raw.masks.get(e.name)) for e in raw.entries]
+  names = [e.name for e in raw.entries]
+  lengths = [len(e.frames) for e in raw.entries] if all(e.kind == "frames" for e in raw.entries) else None
+  per_video = load_frame_labels(source, names, lengths)
+  if len(per_video) != len(names):
+    raise DataError(f"video count mismatch: {len(per_video)} videos in the labels {source} but {len(names)} videos")
+  return [RawVideo(e, lab, raw.masks.get(e.name)) for e, lab in zip(raw.entries, per_video)]
 
 
 def find_root(manual_dir: pathlib.Path, candidates: Sequence[str], marker: Callable[[pathlib.Path], bool],

@@ -1,6 +1,7 @@
 """TFDS builder for ShanghaiTech Campus (Liu, Luo, Lian, Gao, CVPR 2018), 13 scenes.
 
-Reads the original archive: ``training/videos/<scene>_<nnn>.avi``, ``testing/frames/<scene>_<nnnn>/NNN.jpg``,
+Reads the original archive through ``raw_layouts`` (layout "shanghaitech"):
+``training/videos/<scene>_<nnn>.avi``, ``testing/frames/<scene>_<nnnn>/NNN.jpg``,
 ``testing/test_frame_mask/<video>.npy`` frame labels and, where present, ``testing/test_pixel_mask/<video>.npy``
 pixel masks. The scene id is the video-name prefix (``01_001`` -> ``01``).
 """
@@ -9,18 +10,8 @@ from __future__ import annotations
 
 import pathlib
 
-import numpy as np
-
-from jaxvad.data.labels import load_frame_labels
-from jaxvad.data.layout import discover
-from jaxvad.data.tfds_builders.base import SPLIT_DIRS, RawVideo, VadBuilder, find_root, resize_masks
-
-
-def _mask_loader(path: pathlib.Path):
-  def load(size):
-    masks = np.load(path, allow_pickle=False)
-    return resize_masks((masks != 0).astype(np.uint8) * 255, size)
-  return load
+from jaxvad.data.raw_layouts import discover_split
+from jaxvad.data.tfds_builders.base import SPLIT_DIRS, RawVideo, VadBuilder, find_root, raw_videos
 
 
 class ShanghaitechCampus(VadBuilder):
@@ -39,12 +30,4 @@ https://svip-lab.github.io/dataset/campus_dataset.html and unpack it into the ma
                      lambda p: (p / "training").is_dir() and (p / "testing").is_dir(), "ShanghaiTech Campus")
 
   def _raw_videos(self, root: pathlib.Path, split: str) -> list[RawVideo]:
-    entries = discover(root, SPLIT_DIRS[split], "prefix")
-    if split == "train":
-      return [RawVideo(e) for e in entries]
-    names = [e.name for e in entries]
-    lengths = [len(e.frames) for e in entries] if all(e.kind == "frames" for e in entries) else None
-    labels = load_frame_labels(root / "testing" / "test_frame_mask", names, lengths)
-    pix = root / "testing" / "test_pixel_mask"
-    return [RawVideo(e, lab, _mask_loader(pix / f"{e.name}.npy") if (pix / f"{e.name}.npy").is_file() else None)
-            for e, lab in zip(entries, labels)]
+    return raw_videos(discover_split(root, SPLIT_DIRS[split], "shanghaitech"))

@@ -1,16 +1,16 @@
 """TFDS builder for the normal videos of UCF-Crime (Sultani, Chen, Shah, CVPR 2018), for meta-training.
 
-Only the training split of normal videos (``Normal_Videos*.mp4`` outside any ``Testing*`` folder) is built:
-each video is its own scene (SPEC 1.3), and no labels or masks are stored.
+Only the training split of normal videos (``Normal_Videos*.mp4`` outside any ``Testing*`` folder, found by
+``raw_layouts`` layout "ucf_crime") is built: each video is its own scene (SPEC 1.3), and no labels or masks
+are stored.
 """
 
 from __future__ import annotations
 
 import pathlib
 
-from jaxvad.data.errors import DataError
-from jaxvad.data.layout import VIDEO_EXTS, VideoEntry, natural_key
-from jaxvad.data.tfds_builders.base import RawVideo, VadBuilder
+from jaxvad.data.raw_layouts import discover_split
+from jaxvad.data.tfds_builders.base import RawVideo, VadBuilder, raw_videos
 
 
 class UcfCrimeNormal(VadBuilder):
@@ -29,13 +29,4 @@ Every `Normal_Videos*.mp4` found below it, outside folders named `Testing*`, bec
     return manual_dir
 
   def _raw_videos(self, root: pathlib.Path, split: str) -> list[RawVideo]:
-    files = [f for f in root.rglob("*") if f.suffix.lower() in VIDEO_EXTS and f.name.startswith("Normal_Videos")
-             and not any(p.lower().startswith("testing") for p in f.relative_to(root).parts[:-1])]
-    seen: dict[str, pathlib.Path] = {}
-    for f in files:
-      if f.stem in seen:
-        raise DataError(f"duplicate UCF-Crime video {f.stem}: {seen[f.stem]} and {f}")
-      seen[f.stem] = f
-    if not seen:
-      raise DataError(f"no Normal_Videos*.mp4 below {root}; see the download instructions")
-    return [RawVideo(VideoEntry(n, n, seen[n], "video")) for n in sorted(seen, key=natural_key)]
+    return raw_videos(discover_split(root, "training", "ucf_crime"))

@@ -1,7 +1,8 @@
 """TFDS builders for UCSD Ped1 and Ped2 (Mahadevan et al., CVPR 2010).
 
-Reads either the original archive (``UCSD_Anomaly_Dataset.v1p2/UCSDped2/{Train,Test}/<video>/NNN.tif``,
-``Test/<video>_gt/NNN.bmp`` pixel masks where they exist, ``Test/UCSDped2.m`` frame intervals) or the
+Reads either the original archive through ``raw_layouts`` (layout "ucsd":
+``UCSD_Anomaly_Dataset.v1p2/UCSDped2/{Train,Test}/<video>/NNN.tif``, ``Test/<video>_gt/NNN.bmp`` pixel masks
+where they exist, ``Test/UCSDped2.m`` frame intervals) or the
 frame-folder form of SPEC 1.1 (``training/frames``, ``testing/frames``, ``testing/gt_masks``, a label file).
 """
 
@@ -10,9 +11,8 @@ from __future__ import annotations
 import pathlib
 
 from jaxvad.data.errors import DataError
-from jaxvad.data.labels import load_frame_labels, load_pixel_masks
-from jaxvad.data.layout import discover
-from jaxvad.data.tfds_builders.base import SPLIT_DIRS, RawVideo, VadBuilder, find_root, frame_folders
+from jaxvad.data.raw_layouts import discover_split
+from jaxvad.data.tfds_builders.base import SPLIT_DIRS, RawVideo, VadBuilder, find_root, raw_videos
 
 _CITATION = """@inproceedings{mahadevan2010anomaly,
   title={Anomaly Detection in Crowded Scenes}, author={Mahadevan, Vijay and Li, Weixin and Bhalodia, Viral
@@ -41,29 +41,19 @@ class _Ucsd(VadBuilder, skip_registration=True):
 
   def _label_file(self, root: pathlib.Path) -> pathlib.Path:
     n = self.NUMBER
-    for rel in (f"frame_labels_ped{n}.npy", f"ped{n}.mat", f"UCSDped{n}.m", f"Test/UCSDped{n}.m",
-                f"testing/UCSDped{n}.m"):
+    for rel in (f"frame_labels_ped{n}.npy", f"ped{n}.mat", f"UCSDped{n}.m", f"testing/UCSDped{n}.m"):
       if (root / rel).is_file():
         return root / rel
-    raise DataError(f"no frame labels for Ped{n} in {root} (expected Test/UCSDped{n}.m or frame_labels_ped{n}.npy)")
+    raise DataError(f"no frame labels for Ped{n} in {root} (expected frame_labels_ped{n}.npy, ped{n}.mat or "
+                    f"UCSDped{n}.m)")
 
   def _raw_videos(self, root: pathlib.Path, split: str) -> list[RawVideo]:
-    framed = (root / "training" / "frames").is_dir()
-    if framed:
-      entries = discover(root, SPLIT_DIRS[split], "dataset")
-      mask_root = root / "testing" / "gt_masks"
-    else:
-      sub = root / ("Train" if split == "train" else "Test")
-      entries, mask_root = frame_folders(sub), sub
+    if not (root / "training" / "frames").is_dir():
+      return raw_videos(discover_split(root, SPLIT_DIRS[split], "ucsd"))
     if split == "train":
-      return [RawVideo(e) for e in entries]
-    labels = load_frame_labels(self._label_file(root), [e.name for e in entries], [len(e.frames) for e in entries])
-    out = []
-    for e, lab in zip(entries, labels):
-      mdir = mask_root / (e.name if framed else f"{e.name}_gt")
-      masks = (lambda size, d=mdir: load_pixel_masks(d, size)) if mdir.is_dir() else None
-      out.append(RawVideo(e, lab, masks))
-    return out
+      return raw_videos(discover_split(root, "training"))
+    raw = discover_split(root, "testing", masks_dir=root / "testing" / "gt_masks")
+    return raw_videos(raw, self._label_file(root))
 
 
 class UcsdPed1(_Ucsd):
