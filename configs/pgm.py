@@ -13,7 +13,8 @@ Evaluation also writes eval/distances.json (Fig. 9: D_m, D_q) for models with me
 Variants (``get_config(arg)``); GPU runtimes are estimates (scaled from the baseline's
 ~2 h Ped2 run on one A100-class GPU by training frames x epochs, x1.5 for the second decoder):
   quick      synthetic scenes, 64x64, width 0.25: the demo. ~6 min on 2 CPU cores (estimate).
-             jaxvad demo --models baseline,pgm   (or: jaxvad train --config configs/pgm.py:quick --workdir runs/pgm_quick)
+             jaxvad demo --models baseline,pgm
+             (or: jaxvad train --config configs/pgm.py:quick --workdir runs/pgm_quick)
   ped2_cpu   real UCSD Ped2, 64x64, width 0.25: the CPU-sized check. ~35 min on 2 CPU cores (estimate).
              JAXVAD_DATA=../shared/data jaxvad run --config configs/pgm.py:ped2_cpu --workdir runs/pgm_ped2_cpu
   Table I (Ped2 97.6, Avenue 87.8, ShanghaiTech 74.5 AUC %): ped2 | avenue | shanghaitech
@@ -68,7 +69,8 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
   base, overrides = _parse(arg)
   c = config_lib.load_config(f"configs/baseline.py:{base}")
   c.model.update(name="pgm", num_items=100, use_memory=True, use_diff=True, use_dis=True,
-                 rule_update=True, grad_items=True, lambda_pred=1.0, lambda_diff=0.1, lambda_dis=1.0)
+                 rule_update=True, grad_items=True, update_scope="all",  # "nearest": MNAD's rule.
+                 lambda_pred=1.0, lambda_diff=0.1, lambda_dis=1.0)
   c.model.update(**overrides)
   if base in PAPER_DATASETS:
     c.optim.learning_rate = 2e-4

@@ -46,6 +46,18 @@ def test_update_matches_numpy_over_all_queries():
   np.testing.assert_allclose(np.linalg.norm(new, axis=-1), 1.0, atol=1e-5)
 
 
+def test_update_nearest_scope_matches_numpy():
+  """MNAD's rule: only the queries whose nearest item is m_j, weights v_ij / max_i v_ij."""
+  z, m = _data(6, k=9)
+  q = z.reshape(-1, z.shape[-1])
+  new = np.asarray(memory.update(jnp.asarray(q), jnp.asarray(m), scope="nearest"))
+  assign = [int(np.argmax([qi @ mj for mj in m])) for qi in q]
+  for j in range(m.shape[0]):
+    v = _softmax(np.array([q[i] @ m[j] for i in range(q.shape[0])]))
+    ref = m[j] + sum(v[i] / v.max() * q[i] for i in range(q.shape[0]) if assign[i] == j)
+    np.testing.assert_allclose(new[j], ref / np.linalg.norm(ref), atol=1e-5)
+
+
 def _scatter_ref(z, m):
   """Per sample: Tr(S_B), Tr(S_W), L_dis with K = queries of the sample (Eq. 13-17)."""
   out = []

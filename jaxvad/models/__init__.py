@@ -46,6 +46,7 @@ def build(model_config) -> ModelDef:
     module = pgm.PGM(
         width=model_config.width, norm=model_config.norm, upsample=model_config.upsample,
         num_items=model_config.num_items, use_memory=model_config.use_memory, use_diff=model_config.use_diff,
-        rule_update=model_config.rule_update, grad_items=model_config.grad_items, dtype=dtype)
+        rule_update=model_config.rule_update, grad_items=model_config.grad_items,
+        update_scope=model_config.get("update_scope", "all"), dtype=dtype)
     return ModelDef(module, pgm.loss_fn, pgm.score_fn)
   raise ValueError(f"unknown model {name!r}; known: baseline, mpn, pgm")

@@ -64,16 +64,29 @@ def read(queries: jax.Array, items: jax.Array):
   return jnp.einsum("...kn,nc->...kc", w, items), w, d
 
 
-def update(queries: jax.Array, items: jax.Array) -> jax.Array:
+UPDATE_SCOPES = ("all", "nearest")
+
+
+def update(queries: jax.Array, items: jax.Array, scope: str = "all") -> jax.Array:
   """The update rule (Eq. 11-12), without gradient: m_j <- L2norm(m_j + sum_i v_ij z_i).
 
   Args:
     queries: [M, C] all queries of the batch (M = B * K; normalised here).
     items: [N, C] current items.
+    scope: "all" (the paper, Eq. 11: v = softmax over all M queries) or "nearest" (MNAD's
+      reference rule, not PGM's: only the queries whose nearest item is m_j, with weights
+      v_ij / max_i v_ij). With cosines in [-1, 1] the paper's softmax over thousands of
+      queries is nearly uniform, so every item moves towards the same mean query.
   Returns: [N, C] updated unit-norm items.
   """
   queries, items = jax.lax.stop_gradient(l2_normalize(queries)), jax.lax.stop_gradient(items)
-  v = jax.nn.softmax(similarity(queries, items), axis=0)  # [M, N], Eq. 11: over queries i.
+  d = similarity(queries, items)  # [M, N]
+  v = jax.nn.softmax(d, axis=0)  # [M, N], Eq. 11: over queries i.
+  if scope == "nearest":
+    assigned = jax.nn.one_hot(nearest(d), items.shape[0], dtype=v.dtype)  # [M, N]
+    v = assigned * v / jnp.max(v, axis=0, keepdims=True)
+  elif scope != "all":
+    raise ValueError(f"update scope must be one of {UPDATE_SCOPES}, got {scope!r}")
   return l2_normalize(items + jnp.einsum("mn,mc->nc", v, queries))  # [N, C]
 
 
@@ -143,11 +156,13 @@ class Memory(nn.Module):
     num_items: N.
     rule_update: apply the update rule (Eq. 11-12) in training.
     grad_items: also train the items by gradient (see the module docstring).
+    update_scope: "all" (paper Eq. 11) or "nearest" (MNAD's rule), see `update`.
   """
 
   num_items: int = 100
   rule_update: bool = True
   grad_items: bool = True
+  update_scope: str = "all"
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = False):
@@ -174,7 +189,7 @@ class Memory(nn.Module):
     if train and self.rule_update and not self.is_initializing():
       # Written on the full (global) batch: under jit with a sharded batch, XLA reduces
       # over all devices, so every replica holds the same memory.
-      store.value = update(queries.reshape(b * h * w, c), items)
+      store.value = update(queries.reshape(b * h * w, c), items, self.update_scope)
       if self.grad_items:
         anchor.value = jax.lax.stop_gradient(shift)
 

@@ -41,6 +41,7 @@ class PGM(nn.Module):
     use_diff: the RGB-difference branch (Table II).
     rule_update: the memory update rule, Eq. 11-12 (training only).
     grad_items: items also trained by gradient (see `memory`).
+    update_scope: "all" (paper Eq. 11, default) or "nearest" (MNAD's rule), see `memory.update`.
     dtype: compute dtype (parameters, memory maths and losses stay float32).
   """
 
@@ -52,6 +53,7 @@ class PGM(nn.Module):
   use_diff: bool = True
   rule_update: bool = True
   grad_items: bool = True
+  update_scope: str = "all"
   dtype: Dtype = jnp.float32
 
   @property
@@ -71,8 +73,8 @@ class PGM(nn.Module):
     aux = {"z": z}
     z_hat = z
     if self.has_memory:
-      z_hat, mem_aux = memory_lib.Memory(self.num_items, self.rule_update, self.grad_items, name="memory")(
-          z, train)  # [B, H/8, W/8, 512w], Eq. 2
+      z_hat, mem_aux = memory_lib.Memory(self.num_items, self.rule_update, self.grad_items, self.update_scope,
+                                        name="memory")(z, train)  # [B, H/8, W/8, 512w], Eq. 2
       z_hat = z_hat.astype(self.dtype)
       aux.update(mem_aux)
     aux["z_hat"] = z_hat
