@@ -14,6 +14,7 @@ import sys
 
 from jaxvad import config_lib
 from jaxvad.data.errors import DataError
+from jaxvad.train import distributed
 
 
 def _add_config_args(p: argparse.ArgumentParser, workdir: bool = True) -> None:
@@ -46,6 +47,11 @@ def cmd_prepare(args) -> None:
     print(f"cached {path}")
 
 
+def _multi_process() -> bool:
+  import jax
+  return jax.process_count() > 1
+
+
 def cmd_train(args) -> None:
   from jaxvad import pipeline
   pipeline.train(_config(args), args.workdir, progress=not args.no_progress)
@@ -60,6 +66,11 @@ def cmd_run(args) -> None:
   from jaxvad import pipeline
   config = _config(args)
   pipeline.train(config, args.workdir, progress=not args.no_progress)
+  if _multi_process():  # Scoring is single-process (see README, "Multi-host training").
+    logging.getLogger(__name__).warning(
+        "multi-process job: skipping evaluation; run `jaxvad evaluate --config %s --workdir %s` as one process",
+        args.config, args.workdir)
+    return
   pipeline.evaluate(config, args.workdir, progress=not args.no_progress)
 
 
@@ -105,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                            ("run", cmd_run, "train, then evaluate")]:
     p = sub.add_parser(name, help=text)
     _add_config_args(p)
+    if name != "evaluate":
+      distributed.add_flags(p)
     p.set_defaults(func=func)
 
   p = sub.add_parser("meta", help="pre-train, meta-train on source scenes, few-shot table on the target")
@@ -134,6 +147,11 @@ def main(argv: list[str] | None = None) -> int:
   for noisy in ("absl", "jax", "orbax", "etils"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
   try:
+    if hasattr(args, "coordinator") and distributed.initialize(args):
+      import jax
+      if jax.process_index() != 0:  # Only process 0 logs and shows progress bars.
+        logging.getLogger().setLevel(logging.WARNING)
+        args.no_progress = True
     args.func(args)
   except (DataError, FileNotFoundError, KeyError, ValueError) as e:
     if args.verbose:

@@ -170,28 +170,39 @@ class WindowSource:
     self._perm_cache = ((seed, epoch), perm)
     return perm
 
-  def batch_indices(self, step: int, batch_size: int, seed: int, shuffle: bool = True) -> np.ndarray:
+  def batch_indices(self, step: int, batch_size: int, seed: int, shuffle: bool = True,
+                    rows: slice | None = None) -> np.ndarray:
     """Window indices of batch ``step``: a pure function of (step, batch_size, seed).
 
     Epoch e = step // steps_per_epoch uses the permutation ``default_rng([seed, e])``; batch
     ``step % steps_per_epoch`` is a slice of it, so every epoch visits each window at most once.
 
+    Args:
+      step: the training step.
+      batch_size: B, windows per (global) batch.
+      seed: shuffle seed.
+      shuffle: shuffle windows per epoch.
+      rows: only these rows of the batch (a process's share in multi-host training); default all.
+
     Returns:
-      int64 [B] window indices.
+      int64 [B] window indices, or [len(rows)] with ``rows``.
     """
     if step < 0:
       raise ValueError(f"step must be >= 0, got {step}")
     spe = self.steps_per_epoch(batch_size)
     epoch, k = divmod(step, spe)
     order = self._permutation(seed, epoch) if shuffle else np.arange(len(self))
-    return order[k * batch_size:(k + 1) * batch_size]
+    indices = order[k * batch_size:(k + 1) * batch_size]  # [B]
+    return indices if rows is None else indices[rows]
 
-  def batch_at(self, step: int, batch_size: int, seed: int, shuffle: bool = True) -> dict[str, np.ndarray]:
-    """The batch read at ``step``: ``get_batch(batch_indices(step, ...))``."""
-    return self.get_batch(self.batch_indices(step, batch_size, seed, shuffle))
+  def batch_at(self, step: int, batch_size: int, seed: int, shuffle: bool = True,
+               rows: slice | None = None) -> dict[str, np.ndarray]:
+    """The batch read at ``step``: ``get_batch(batch_indices(step, ...))``, optionally only ``rows`` of it."""
+    return self.get_batch(self.batch_indices(step, batch_size, seed, shuffle, rows))
 
   def iterate(self, start_step: int, num_steps: int | None, batch_size: int, seed: int,
-              shuffle: bool = True, prefetch: int = 2) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+              shuffle: bool = True, prefetch: int = 2,
+              rows: slice | None = None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """Yields ``(step, batch_at(step))`` for steps start_step .. start_step+num_steps-1.
 
     A background thread prepares up to ``prefetch`` batches ahead, overlapping the host-side gather with
@@ -205,6 +216,7 @@ class WindowSource:
       seed: shuffle seed.
       shuffle: shuffle windows per epoch.
       prefetch: batches prepared ahead; 0 reads synchronously.
+      rows: read only these rows of every batch (this process's share in multi-host training).
     """
     self.steps_per_epoch(batch_size)  # fail early, in the caller's thread
     end = None if num_steps is None else start_step + num_steps
@@ -217,7 +229,7 @@ class WindowSource:
 
     if prefetch <= 0:
       for step in steps():
-        yield step, self.batch_at(step, batch_size, seed, shuffle)
+        yield step, self.batch_at(step, batch_size, seed, shuffle, rows)
       return
 
     q: queue.Queue = queue.Queue(maxsize=prefetch)
@@ -235,7 +247,7 @@ class WindowSource:
     def produce():
       try:
         for step in steps():
-          if not put((step, self.batch_at(step, batch_size, seed, shuffle))):
+          if not put((step, self.batch_at(step, batch_size, seed, shuffle, rows))):
             return
         put(None)
       except BaseException as e:  # pylint: disable=broad-except

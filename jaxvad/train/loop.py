@@ -17,6 +17,7 @@ from jaxvad import models
 from jaxvad.data.types import Split
 from jaxvad.data.windows import WindowSource
 from jaxvad.train import checkpoint as ckpt_lib
+from jaxvad.train import distributed
 from jaxvad.train import mesh as mesh_lib
 from jaxvad.train import state as state_lib
 from jaxvad.train import step as step_lib
@@ -61,13 +62,21 @@ def train(config, workdir: str | pathlib.Path, split: Split, *, stop_after: int 
       `TrainInterrupted`; simulates a pre-empted job.
     progress: show a progress bar.
   Returns: the final `TrainState` (replicated on the mesh).
+
+  In a multi-process job (`jaxvad.train.distributed.initialize` called first) every process runs this
+  function on the same split and a ``workdir`` on a shared file system: each reads only its rows of
+  every batch, all of them save checkpoints (orbax coordinates the writes), and only process 0 writes
+  ``config.json``, the metrics and ``train_done.json`` and shows progress.
   """
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  atomic_write_text(workdir / "config.json", config.to_json_best_effort(indent=2))
+  main = distributed.is_main_process()
+  if main:
+    atomic_write_text(workdir / "config.json", config.to_json_best_effort(indent=2))
   source = WindowSource(split, t=config.data.t)
   batch_size = config.train.batch_size
   mesh = mesh_lib.make_mesh(config.get("num_devices", None))
+  rows = distributed.local_rows(mesh, batch_size)  # None: this process reads whole batches
   mdef, tx, state = create_train_state(config, mesh, split.videos[0].frames.shape[1:3])
   n_params = state_lib.count_params(state.params)
 
@@ -77,22 +86,22 @@ def train(config, workdir: str | pathlib.Path, split: Split, *, stop_after: int 
     state = restored
   start = int(state.step)
   total = num_train_steps(config, source)
-  log.info("model %s: %d parameters; %d windows; steps %d -> %d on %d device(s)",
-           config.model.name, n_params, len(source), start, total, mesh.devices.size)
+  log.info("model %s: %d parameters; %d windows; steps %d -> %d on %d device(s) in %d process(es)",
+           config.model.name, n_params, len(source), start, total, mesh.devices.size, jax.process_count())
 
   train_step = step_lib.jit_train_step(
       step_lib.make_train_step(mdef.module, mdef.loss_fn, tx, config.model), mesh)
   rng = jax.random.PRNGKey(config.seed + 1)
-  writer = MetricsWriter(workdir / "metrics.jsonl", resume_step=start)
+  writer = MetricsWriter(workdir / "metrics.jsonl", resume_step=start) if main else None
   log_every = config.train.get("log_every", 50)
   ckpt_every = config.train.get("checkpoint_every", 500)
   pending: list[dict] = []
-  bar = tqdm.tqdm(total=total, initial=start, disable=not progress, desc="train", unit="step",
+  bar = tqdm.tqdm(total=total, initial=start, disable=not (progress and main), desc="train", unit="step",
                   dynamic_ncols=True)
   t_last, steps_since = time.perf_counter(), 0
   try:
-    for step, batch in source.iterate(start, total - start, batch_size, config.seed):
-      state, metrics = train_step(state, mesh_lib.shard_batch(batch, mesh), rng)
+    for step, batch in source.iterate(start, total - start, batch_size, config.seed, rows=rows):
+      state, metrics = train_step(state, mesh_lib.shard_batch(batch, mesh, batch_size), rng)
       pending.append(metrics)
       steps_since += 1
       done = step + 1
@@ -108,7 +117,8 @@ def train(config, workdir: str | pathlib.Path, split: Split, *, stop_after: int 
         elapsed = time.perf_counter() - t_last
         mean["steps_per_s"] = steps_since / max(elapsed, 1e-9)
         t_last, steps_since = time.perf_counter(), 0
-        writer.write(done, mean)
+        if writer is not None:
+          writer.write(done, mean)
         bar.set_postfix(loss=f"{mean['loss']:.4g}")
       bar.update(1)
       if done % ckpt_every == 0 or done == total or done == stop_after:
@@ -119,5 +129,6 @@ def train(config, workdir: str | pathlib.Path, split: Split, *, stop_after: int 
   finally:
     bar.close()
     ckpt.close()
-  (workdir / "train_done.json").write_text(json.dumps({"step": int(state.step), "params": n_params}))
+  if main:
+    (workdir / "train_done.json").write_text(json.dumps({"step": int(state.step), "params": n_params}))
   return state

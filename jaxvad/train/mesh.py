@@ -12,8 +12,15 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 
 def make_mesh(num_devices: int | None = None) -> Mesh:
-  """A mesh with one ``data`` axis over the first ``num_devices`` devices (default all)."""
+  """A mesh with one ``data`` axis over the first ``num_devices`` devices (default all).
+
+  In a multi-process job (`jaxvad.train.distributed`) ``jax.devices()`` lists every process's devices,
+  so the mesh spans all hosts; ``num_devices`` must then be unset or the global device count.
+  """
   devices = jax.devices()
+  if num_devices is not None and jax.process_count() > 1 and num_devices != len(devices):
+    raise ValueError(f"num_devices = {num_devices} in a job of {jax.process_count()} processes: a multi-host "
+                     f"mesh spans all {len(devices)} devices; unset num_devices")
   if num_devices is not None:
     if num_devices > len(devices):
       raise ValueError(f"asked for {num_devices} devices, only {len(devices)} available")
@@ -30,17 +37,46 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P("data"))
 
 
-def shard_batch(batch: dict, mesh: Mesh) -> dict:
+def shard_batch(batch: dict, mesh: Mesh, global_batch_size: int | None = None) -> dict:
   """Places a host batch on the mesh, split along its leading axis.
 
-  The batch size must be divisible by the number of devices.
+  In a single process the host batch is the global batch and goes to the devices with
+  ``jax.device_put``. In a multi-process job each process passes either its own rows of the global batch
+  (``distributed.local_rows``, with ``global_batch_size`` the global B) or, when ``global_batch_size``
+  is unset or equal to its length, the whole batch (the same on every process); the global array is
+  assembled with ``jax.make_array_from_process_local_data``, each device taking its rows.
+
+  Args:
+    batch: pytree of host arrays with a leading batch axis.
+    mesh: the ``data`` mesh.
+    global_batch_size: B of the global batch (default: the host batch's own length).
+  Returns:
+    the batch as global ``jax.Array``s sharded over ``data``; B must be a multiple of the device count.
   """
   n = mesh.devices.size
   sharding = batch_sharding(mesh)
+  multi_process = jax.process_count() > 1
 
   def put(x):
-    if x.shape[0] % n:
-      raise ValueError(f"batch of {x.shape[0]} does not split over {n} devices; use a multiple of {n}")
-    return jax.device_put(x, sharding)
+    b = x.shape[0] if global_batch_size is None else global_batch_size
+    if b % n:
+      raise ValueError(f"batch of {b} does not split over {n} devices; use a multiple of {n}")
+    if not multi_process:
+      if x.shape[0] != b:
+        raise ValueError(f"host batch of {x.shape[0]} rows, expected the global batch of {b}")
+      return jax.device_put(x, sharding)
+    return _from_process_local(sharding, np.asarray(x), (b,) + tuple(x.shape[1:]))
 
   return jax.tree.map(put, batch)
+
+
+def _from_process_local(sharding: NamedSharding, local: np.ndarray, global_shape: tuple[int, ...]) -> jax.Array:
+  """``jax.make_array_from_process_local_data``, or its single-device-arrays equivalent on old jax."""
+  if hasattr(jax, "make_array_from_process_local_data"):
+    return jax.make_array_from_process_local_data(sharding, local, global_shape)
+  # Fallback: this process's rows start at the lowest row any of its devices holds.
+  index_map = sharding.addressable_devices_indices_map(global_shape)
+  offset = 0 if local.shape[0] == global_shape[0] else min(idx[0].start or 0 for idx in index_map.values())
+  arrays = [jax.device_put(local[(slice((idx[0].start or 0) - offset, (idx[0].stop or global_shape[0]) - offset),)],
+                           device) for device, idx in index_map.items()]
+  return jax.make_array_from_single_device_arrays(global_shape, sharding, arrays)

@@ -1,0 +1,136 @@
+"""Multi-host training: two processes on localhost (CPU collectives) equal one process with as many devices."""
+
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from jaxvad.data import synthetic
+from jaxvad.data.windows import WindowSource
+from jaxvad.train import distributed
+from jaxvad.train import mesh as mesh_lib
+from jaxvad.train.metrics_log import read_metrics
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def tiny_config():
+  import tests.test_train as tt  # pylint: disable=import-outside-toplevel
+  config = tt.tiny_config()
+  config.train.update(num_steps=4, log_every=2, checkpoint_every=2)
+  return config
+
+
+def test_resolve_flags_env_and_single_process():
+  assert distributed.resolve(None, environ={}) is None
+  assert distributed.resolve({"distributed": True}, environ={}) == {}
+  env = {"JAXVAD_COORDINATOR": "h:1234", "JAXVAD_NUM_PROCESSES": "2", "JAXVAD_PROCESS_ID": "1"}
+  assert distributed.resolve(None, environ=env) == {"coordinator_address": "h:1234", "num_processes": 2,
+                                                    "process_id": 1}
+  # Flags take precedence over the environment.
+  args = {"coordinator": "a:1", "num_processes": 4, "process_id": 0}
+  assert distributed.resolve(args, environ=env) == {"coordinator_address": "a:1", "num_processes": 4,
+                                                    "process_id": 0}
+  # Auto-detection fills in what is not given (e.g. the coordinator port on SLURM).
+  assert distributed.resolve({"distributed": True, "process_id": 3}, environ={}) == {"process_id": 3}
+  assert distributed.resolve({"distributed": True}, environ={"JAXVAD_LOCAL_DEVICE_IDS": "0,1"}) == {
+      "local_device_ids": [0, 1]}
+  with pytest.raises(ValueError, match="missing"):
+    distributed.resolve({"coordinator": "a:1"}, environ={})
+  with pytest.raises(ValueError, match="not in"):
+    distributed.resolve(args | {"process_id": 4}, environ={})
+  assert not distributed.initialize(None, environ={})  # Single process: a no-op.
+  assert distributed.local_rows(mesh_lib.make_mesh(1), 4) is None
+
+
+def test_process_rows_union_is_the_batch():
+  split = synthetic.make_benchmark(size=16, **tiny_config().data.synthetic)["training"]
+  source = WindowSource(split, t=4)
+  for step in (0, 5):
+    full = source.batch_at(step, 4, seed=0)
+    parts = [source.batch_at(step, 4, seed=0, rows=slice(2 * p, 2 * p + 2)) for p in range(2)]
+    for k in full:
+      np.testing.assert_array_equal(np.concatenate([p[k] for p in parts]), full[k])
+    it = source.iterate(step, 1, 4, seed=0, rows=slice(2, 4), prefetch=1)
+    np.testing.assert_array_equal(next(it)[1]["frames"], parts[1]["frames"])
+    it.close()
+
+
+WORKER = r"""
+import sys, pathlib
+import jax, numpy as np
+from jaxvad.train import distributed
+multi = distributed.initialize()
+from jaxvad.data import synthetic
+from jaxvad.train import loop
+import tests.test_distributed as td
+workdir, expect_devices = pathlib.Path(sys.argv[1]), int(sys.argv[2])
+assert jax.device_count() == expect_devices, jax.devices()
+config = td.tiny_config()
+split = synthetic.make_benchmark(size=16, **config.data.synthetic)["training"]
+state = loop.train(config, workdir, split, progress=False)
+leaves = [np.asarray(x) for x in jax.tree.leaves(jax.device_get(state.params))]
+np.savez(workdir / f"params_{jax.process_index()}.npz", *leaves)
+print("ok", jax.process_index(), jax.process_count(), jax.local_device_count(), int(state.step), flush=True)
+"""
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def _launch(workdir, devices_per_process, total_devices, env_extra):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO),
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}", **env_extra)
+  for k in ("JAXVAD_COORDINATOR", "JAXVAD_NUM_PROCESSES", "JAXVAD_PROCESS_ID", "JAXVAD_DISTRIBUTED",
+            "JAXVAD_LOCAL_DEVICE_IDS"):
+    if k not in env_extra:
+      env.pop(k, None)
+  return subprocess.Popen([sys.executable, "-c", WORKER, str(workdir), str(total_devices)], cwd=REPO, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_two_processes_match_one_process(tmp_path):
+  """2 processes x 2 CPU devices (gloo collectives) == 1 process x 4 devices: loss and parameters to 1e-5."""
+  port = _free_port()
+  procs = {"single": _launch(tmp_path / "single", 4, 4, {})}
+  for pid in range(2):
+    procs[f"p{pid}"] = _launch(tmp_path / "multi", 2, 4, {
+        "JAXVAD_COORDINATOR": f"localhost:{port}", "JAXVAD_NUM_PROCESSES": "2", "JAXVAD_PROCESS_ID": str(pid)})
+  outputs = {}
+  deadline = time.monotonic() + 300
+  try:
+    for name, proc in procs.items():
+      outputs[name] = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))[0]
+  except subprocess.TimeoutExpired:
+    pytest.fail("a training process timed out")
+  finally:
+    for proc in procs.values():  # Never leave a process behind, even on failure.
+      if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+  for name, proc in procs.items():
+    assert proc.returncode == 0, f"{name} failed:\n{outputs.get(name, '')[-3000:]}"
+  assert "ok 0 1 4 4" in outputs["single"]
+  assert "ok 0 2 2 4" in outputs["p0"] and "ok 1 2 2 4" in outputs["p1"]
+
+  single = read_metrics(tmp_path / "single" / "metrics.jsonl")
+  multi = read_metrics(tmp_path / "multi" / "metrics.jsonl")
+  assert [r["step"] for r in single] == [r["step"] for r in multi] == [2, 4]  # Written once, by process 0.
+  np.testing.assert_allclose([r["loss"] for r in multi], [r["loss"] for r in single], rtol=0, atol=1e-5)
+  ref = np.load(tmp_path / "single" / "params_0.npz")
+  for pid in range(2):  # Every process holds the same (replicated) parameters.
+    got = np.load(tmp_path / "multi" / f"params_{pid}.npz")
+    assert len(got.files) == len(ref.files)
+    for k in ref.files:
+      np.testing.assert_allclose(got[k], ref[k], rtol=0, atol=1e-5)
+  assert sorted(p.name for p in (tmp_path / "multi" / "checkpoints").iterdir() if p.name.isdigit()) == ["2", "4"]
+  assert (tmp_path / "multi" / "train_done.json").exists()
