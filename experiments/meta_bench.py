@@ -53,6 +53,41 @@ def _time(fn, repeats: int) -> tuple[float, float, list[float]]:
   return first, statistics.median(times), times
 
 
+def make_meta_problem(config, size: tuple[int, int], episodes: int, k: int = 1, q: int = 1,
+                      mesh=None) -> dict:
+  """Random MPN parameters and episodes for timing the meta step and adaptation at ``config.model``.
+
+  Args:
+    config: an MPN experiment config (``model``, ``data.t``).
+    size: (H, W) of the windows.
+    episodes: E, the meta-batch size.
+    k: support windows per episode.
+    q: query windows per episode.
+    mesh: where the episodes go (default: one device).
+
+  Returns:
+    {"task_loss", "theta", "alpha", "frozen", "mesh", "episodes": {"support": [E, K, T+1, H, W, 3],
+    "query": [E, Q, T+1, H, W, 3]} sharded over the mesh}.
+  """
+  t, size = config.data.t, tuple(size)
+  mesh = mesh or mesh_lib.make_mesh(1)
+  mdef = models.build(config.model)
+  key = jax.random.key(0, impl="unsafe_rbg")  # Fast to compile on CPU; values are irrelevant here.
+  params = jax.jit(mdef.module.init)(key, jnp.zeros((1, t) + size + (3,)))["params"]
+  theta, frozen = core.split_params(params)
+  rng = np.random.default_rng(0)
+  eps = {"support": rng.uniform(-1, 1, (episodes, k, t + 1) + size + (3,)).astype(np.float32),
+         "query": rng.uniform(-1, 1, (episodes, q, t + 1) + size + (3,)).astype(np.float32)}
+  return {"task_loss": core.make_task_loss(mdef.module, mdef.loss_fn, config.model), "theta": theta,
+          "alpha": core.init_alpha(theta, 1e-6), "frozen": frozen, "mesh": mesh,
+          "episodes": mesh_lib.shard_batch(eps, mesh)}
+
+
+def make_adapt_fn(task_loss):
+  """Jitted test-time adaptation ``(theta, alpha, frozen, support [K, T+1, H, W, 3]) -> theta_hat``."""
+  return jax.jit(lambda th, al, fr, s: core.adapt(task_loss, th, al, fr, s))
+
+
 def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="tiny smoke run")
@@ -69,17 +104,9 @@ def main(argv=None) -> dict:
   repeats = args.repeats or (2 if args.quick else 5)
   e, k, q = args.episodes, 1, 1
 
-  mdef = models.build(config.model)
-  key = jax.random.key(0, impl="unsafe_rbg")  # Fast to compile on CPU; values are irrelevant here.
-  params = jax.jit(mdef.module.init)(key, jnp.zeros((1, t) + size + (3,)))["params"]
-  theta, frozen = core.split_params(params)
-  alpha = core.init_alpha(theta, 1e-6)
-  task_loss = core.make_task_loss(mdef.module, mdef.loss_fn, config.model)
-  rng = np.random.default_rng(0)
-  episodes = {"support": rng.uniform(-1, 1, (e, k, t + 1) + size + (3,)).astype(np.float32),
-              "query": rng.uniform(-1, 1, (e, q, t + 1) + size + (3,)).astype(np.float32)}
-  mesh = mesh_lib.make_mesh(1)
-  episodes = mesh_lib.shard_batch(episodes, mesh)
+  problem = make_meta_problem(config, size, e, k, q)
+  task_loss, theta, alpha, frozen = (problem[n] for n in ("task_loss", "theta", "alpha", "frozen"))
+  episodes, mesh = problem["episodes"], problem["mesh"]
   tx = step_lib.make_meta_optimizer(1e-5)
 
   results = {"meta_step": {}}
@@ -101,7 +128,7 @@ def main(argv=None) -> dict:
       print(f"meta step {name:22s} median {median * 1e3:8.1f} ms  (first call {first:.1f} s)", flush=True)
 
   support = jnp.asarray(episodes["support"][0])  # [K, T+1, H, W, 3]
-  adapt_fn = jax.jit(lambda th, al, fr, s: core.adapt(task_loss, th, al, fr, s))
+  adapt_fn = make_adapt_fn(task_loss)
   first, median, times = _time(lambda: adapt_fn(theta, alpha, frozen, support), repeats)
   results["adapt_k1"] = {"first_call_s": first, "median_s": median, "times_s": times}
   print(f"adapt K=1 median {median * 1e3:.1f} ms (first call {first:.1f} s)", flush=True)
