@@ -16,6 +16,7 @@ Images are handed to TFDS as PIL images: TFDS encodes those with PIL, while nump
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import pathlib
 from collections.abc import Callable, Iterator, Sequence
@@ -142,11 +143,13 @@ class VadBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return tfds.core.DatasetInfo(builder=self, description=self.__doc__, features=tfds.features.FeaturesDict(features),
                                  homepage=self.HOMEPAGE, citation=self.CITATION, disable_shuffling=True)
 
+  @abc.abstractmethod
   def _find_data_root(self, manual_dir: pathlib.Path) -> pathlib.Path:
-    raise NotImplementedError
+    """The data set's root inside the manual download folder (each builder knows its archive)."""
 
+  @abc.abstractmethod
   def _raw_videos(self, root: pathlib.Path, split: str) -> list[RawVideo]:
-    raise NotImplementedError
+    """The videos of ``split`` ("train" / "test") with their labels and mask loaders."""
 
   def _split_generators(self, dl_manager):
     root = self._find_data_root(pathlib.Path(dl_manager.manual_dir))
