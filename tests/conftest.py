@@ -1,6 +1,9 @@
 """Shared test fixtures: the real benchmark data beside the repository (skipped cleanly where absent), tiny videos."""
 
+import os
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -43,3 +46,17 @@ def _write_video(path: pathlib.Path, levels, size: int = 32) -> None:
 def write_video():
   """``write_video(path, levels, size=32)``: a tiny gray-level fixture video for raw-archive tests."""
   return _write_video
+
+
+def run_on_cpu_devices(script: str, num_devices: int = 4, timeout: int = 600) -> str:
+  """Runs ``python -c script`` from the repository root on ``num_devices`` simulated CPU devices.
+
+  The device count must be set before JAX starts, hence a subprocess. Fails the test with the
+  script's stderr if it exits non-zero; returns its stdout.
+  """
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}", JAX_PLATFORMS="cpu",
+             PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "tests"), os.environ.get("PYTHONPATH")])))
+  proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                        timeout=timeout)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc.stdout

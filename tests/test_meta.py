@@ -1,10 +1,6 @@
 """Meta-SGD (MPN's MPU, paper Eq. 9-11): exact meta-gradients, frozen AE, batching, adaptation, meta step."""
 
 import functools
-import os
-import pathlib
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +9,7 @@ import optax
 import pytest
 from jax.flatten_util import ravel_pytree
 
+from conftest import run_on_cpu_devices
 from jaxvad import config_lib
 from jaxvad import models
 from jaxvad.meta import core
@@ -242,9 +239,4 @@ print("max diff", diff)
 
 def test_episodes_sharded_over_four_devices_match_one_device():
   """A meta-batch of 4 episodes sharded over 4 simulated CPU devices gives the 1-device step (to 1e-5)."""
-  repo = pathlib.Path(__file__).resolve().parents[1]
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-  proc = subprocess.run([sys.executable, "-c", MULTI_DEVICE_META], cwd=repo, env=env, capture_output=True,
-                        text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "max diff" in proc.stdout
+  assert "max diff" in run_on_cpu_devices(MULTI_DEVICE_META, 4, timeout=600)

@@ -1,9 +1,5 @@
 """PGM model: shapes and switches, the skip-free difference branch, losses, memory in training, devices."""
 
-import os
-import pathlib
-import subprocess
-import sys
 
 import flax.linen as nn
 import jax
@@ -13,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 
+from conftest import run_on_cpu_devices
 from jaxvad import config_lib
 from jaxvad import models
 from jaxvad.models import backbone, memory, pgm
@@ -209,9 +206,4 @@ print("max param diff", d_params, "max memory diff", d_mem)
 
 
 def test_four_device_step_with_memory_update_matches_one_device():
-  repo = pathlib.Path(__file__).resolve().parents[1]
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-  proc = subprocess.run([sys.executable, "-c", MULTI_DEVICE_SCRIPT], cwd=repo, env=env, capture_output=True,
-                        text=True, timeout=400)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "max memory diff" in proc.stdout
+  assert "max memory diff" in run_on_cpu_devices(MULTI_DEVICE_SCRIPT, 4, timeout=400)

@@ -1,9 +1,5 @@
 """Trainer: overfit, no recompiles, checkpoint round trip, exact resume, NaN guard, 1 vs 4 devices."""
 
-import os
-import pathlib
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from conftest import run_on_cpu_devices
 from jaxvad import config_lib
 from jaxvad.data import synthetic
 from jaxvad.data.windows import WindowSource
@@ -142,9 +139,4 @@ print("max param diff", diff, "loss", out[1][0], out[4][0])
 
 def test_four_device_mesh_matches_one_device():
   """Data parallelism over 4 simulated CPU devices gives the 1-device loss and parameters (to 1e-5)."""
-  repo = pathlib.Path(__file__).resolve().parents[1]
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-  proc = subprocess.run([sys.executable, "-c", MULTI_DEVICE_SCRIPT], cwd=repo, env=env, capture_output=True,
-                        text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "max param diff" in proc.stdout
+  assert "max param diff" in run_on_cpu_devices(MULTI_DEVICE_SCRIPT, 4, timeout=300)
