@@ -7,7 +7,6 @@ import ml_collections
 import numpy as np
 import pytest
 
-from conftest import run_on_cpu_devices
 from jaxvad import config_lib
 from jaxvad.data import synthetic
 from jaxvad.data.windows import WindowSource
@@ -139,4 +138,5 @@ print("max param diff", diff, "loss", out[1][0], out[4][0])
 
 def test_four_device_mesh_matches_one_device():
   """Data parallelism over 4 simulated CPU devices gives the 1-device loss and parameters (to 1e-5)."""
+  from conftest import run_on_cpu_devices  # Here, not at the top: subprocesses import this module.
   assert "max param diff" in run_on_cpu_devices(MULTI_DEVICE_SCRIPT, 4, timeout=300)
