@@ -149,3 +149,29 @@ def test_vmapped_helpers_match_batched():
   _, protos = dpu.ensemble(logits, feats)
   per_sample = jax.vmap(lambda l, f: dpu.ensemble(l[None], f[None])[1][0])(logits, feats)
   np.testing.assert_allclose(protos, per_sample, atol=1e-6)
+
+
+def test_prototype_usage_matches_numpy():
+  beta = jax.random.normal(jax.random.PRNGKey(6), (2, 4, 5, 3))  # [B, H, W, M]
+  nearest = np.argmax(np.asarray(beta).reshape(-1, 3), axis=-1)
+  freq = np.bincount(nearest, minlength=3) / nearest.size
+  freq = freq[freq > 0]
+  np.testing.assert_allclose(dpu.prototype_usage(beta), np.exp(-np.sum(freq * np.log(freq))), rtol=1e-5)
+  one_hot = jax.nn.one_hot(jnp.zeros((2, 7), jnp.int32), 4)  # Every position picks prototype 0.
+  np.testing.assert_allclose(dpu.prototype_usage(one_hot), 1.0, rtol=1e-6)
+
+
+def test_attention_init_std_sets_the_kernel_scale_and_spreads_initial_prototypes():
+  """Default init: near-uniform normalcy maps, so the M prototypes start almost equal (L_d ~ gamma)."""
+  x = jnp.maximum(jnp.asarray(np.random.default_rng(7).normal(size=(1, 16, 16, 32)), jnp.float32), 0)  # Post-ReLU.
+  results = {}
+  for std in (None, 3.0):
+    unit = dpu.DPU(num_prototypes=10, attention_init_std=std)
+    variables = unit.init(jax.random.PRNGKey(0), x)
+    _, aux = unit.apply(variables, x)
+    kernel = np.asarray(variables["params"]["attention"]["kernel"])
+    results[std] = (np.std(kernel), float(dpu.diversity_error(aux["prototypes"])[0]))
+  np.testing.assert_allclose(results[None][0], 1 / np.sqrt(32), rtol=0.25)
+  np.testing.assert_allclose(results[3.0][0], 3.0, rtol=0.25)
+  assert results[None][1] > 0.99  # Collapsed from the start: the hinge's gradient vanishes there.
+  assert results[3.0][1] < 0.6

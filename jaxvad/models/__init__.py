@@ -40,7 +40,8 @@ def build(model_config) -> ModelDef:
     module = mpn.MPN(
         width=model_config.width, norm=model_config.norm, upsample=model_config.upsample,
         num_prototypes=model_config.num_prototypes, plug=model_config.plug,
-        use_dpu=model_config.use_dpu, dtype=dtype)
+        use_dpu=model_config.use_dpu, attention_init_std=model_config.get("attention_init_std"),
+        dtype=dtype)
     return ModelDef(module, mpn.loss_fn, mpn.score_fn)
   if name == "pgm":
     module = pgm.PGM(

@@ -82,6 +82,23 @@ def compactness_error(feats: jax.Array, protos_hat: jax.Array, beta: jax.Array) 
   return jnp.mean(jnp.sum(jnp.square(feats - picked), axis=-1), axis=-1)
 
 
+def prototype_usage(beta: jax.Array) -> jax.Array:
+  """Effective number of prototypes in use: exp(entropy) of the nearest-prototype histogram.
+
+  A training diagnostic: 1 when every position picks the same prototype (collapse),
+  M when the positions spread evenly over the M prototypes.
+
+  Args:
+    beta: [B, ..., M] relevance of every position to every prototype.
+  Returns: [] the effective count over the whole batch.
+  """
+  m = beta.shape[-1]
+  nearest = jnp.argmax(beta.reshape(-1, m), axis=-1)  # [B*N]
+  freq = jnp.mean(jax.nn.one_hot(nearest, m, dtype=jnp.float32), axis=0)  # [M]
+  entropy = -jnp.sum(jnp.where(freq > 0, freq * jnp.log(jnp.where(freq > 0, freq, 1.0)), 0.0))
+  return jnp.exp(entropy)
+
+
 def diversity_error(protos_hat: jax.Array, gamma: float = 1.0) -> jax.Array:
   """Per-sample diversity error L_d (MPN Eq. 8, pairs m < m' as in SPEC 3.2).
 
@@ -114,19 +131,27 @@ class DPU(nn.Module):
     num_prototypes: M, the number of attention maps / prototypes (MPN Table 6).
     eps: guard of the L2 normalisations.
     dtype: compute dtype of the 1x1 attention convolution.
+    attention_init_std: None keeps the default LeCun-normal init of the attention
+      kernel (std 1/sqrt(C): on unit-norm features every logit has std ~1/sqrt(C), so
+      the softmax over N positions starts almost uniform and all M prototypes start as
+      the mean feature); a float draws the kernel from N(0, std^2), i.e. logits with
+      std ~`attention_init_std`, so the M normalcy maps start distinct.
   """
 
   num_prototypes: int = 10
   eps: float = 1e-6
   dtype: Dtype = jnp.float32
+  attention_init_std: float | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, dict]:
     """Args: x: [B, H, W, C]. Returns (F + F~ [B, H, W, C], aux dict of intermediates)."""
     b, h, w, c = x.shape
     feats = l2_normalize(x.astype(jnp.float32), eps=self.eps)  # [B, H, W, C]
+    kernel_init = (nn.linear.default_kernel_init if self.attention_init_std is None
+                   else nn.initializers.normal(self.attention_init_std))
     logits = nn.Conv(self.num_prototypes, (1, 1), use_bias=False, dtype=self.dtype,
-                     name="attention")(feats)  # [B, H, W, M]
+                     kernel_init=kernel_init, name="attention")(feats)  # [B, H, W, M]
     flat = feats.reshape(b, h * w, c)  # [B, N, C]
     weights, protos = ensemble(logits.astype(jnp.float32).reshape(b, h * w, -1), flat)
     protos_hat = l2_normalize(protos, eps=self.eps)  # [B, M, C]

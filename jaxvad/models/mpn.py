@@ -45,6 +45,7 @@ class MPN(nn.Module):
     num_prototypes: M (MPN Table 6).
     plug: DPU resolution divisor, one of 1, 2, 4, 8 (MPN Table 5).
     use_dpu: False gives the plain autoencoder ("AE w/o DPU").
+    attention_init_std: init std of the DPU attention kernel (`dpu.DPU`); None = LeCun normal.
     dtype: compute dtype (parameters, the DPU maths and losses stay float32).
   """
 
@@ -54,6 +55,7 @@ class MPN(nn.Module):
   num_prototypes: int = 10
   plug: int = 1
   use_dpu: bool = True
+  attention_init_std: float | None = None
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -74,7 +76,8 @@ class MPN(nn.Module):
       feats = decoder(z, skips, train)  # [B, H, W, 128w]
       return head(feats), {"z": z, "decoder_features": feats}
 
-    unit = dpu_lib.DPU(self.num_prototypes, dtype=self.dtype, name="dpu")
+    unit = dpu_lib.DPU(self.num_prototypes, dtype=self.dtype,
+                       attention_init_std=self.attention_init_std, name="dpu")
     if self.plug == 1:
       feats = decoder(z, skips, train)  # [B, H, W, 128w]
       out, dpu_aux = unit(feats)  # [B, H, W, 128w]
@@ -117,7 +120,8 @@ def loss_fn(pred: jax.Array, aux: dict, window: jax.Array, config) -> tuple[jax.
     config: model config with lambda1, lambda2 (paper 0.01; the reference code 1e-4),
       gamma (the diversity margin) and compactness: "sum" over channels (SPEC 3.2, paper
       Eq. 6) or "mean" over channels (the reference code's MSELoss, C times smaller).
-  Returns: (loss, metrics with l_fra, l_c, l_d).
+  Returns: (loss, metrics with l_fra, l_c, l_d and the collapse diagnostic protos_used,
+    the effective number of prototypes that positions pick, `dpu.prototype_usage`).
   """
   l_fra, metrics = baseline.loss_fn(pred, aux, window, config)
   if "prototypes" not in aux:
@@ -131,7 +135,8 @@ def loss_fn(pred: jax.Array, aux: dict, window: jax.Array, config) -> tuple[jax.
                      f"got {reduction!r}")
   l_d = jnp.mean(dpu_lib.diversity_error(aux["prototypes"], config.gamma))
   loss = l_fra + config.lambda1 * (l_c + config.lambda2 * l_d)
-  return loss, {**metrics, "l_c": l_c, "l_d": l_d}
+  used = dpu_lib.prototype_usage(jax.lax.stop_gradient(aux["retrieval"]))
+  return loss, {**metrics, "l_c": l_c, "l_d": l_d, "protos_used": used}
 
 
 def score_fn(pred: jax.Array, aux: dict, window: jax.Array, config) -> dict:
