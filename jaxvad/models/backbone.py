@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxvad.models import conv_impl
 from jaxvad.models.upsample import SubpixelConvTranspose
 from jaxvad.models.upsample import depth_to_space  # noqa: F401  (re-exported)
 
@@ -49,12 +50,14 @@ class ConvBlock(nn.Module):
   norm: str = "none"
   last_activation: bool = True
   dtype: Dtype = jnp.float32
+  conv: str = "xla"  # `conv_impl.IMPLS`: how the convolutions are computed (same parameters).
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    x = nn.Conv(self.features, (3, 3), padding="SAME", dtype=self.dtype)(x)
+    conv_fn = conv_impl.get(self.conv)
+    x = nn.Conv(self.features, (3, 3), padding="SAME", dtype=self.dtype, conv_general_dilated=conv_fn)(x)
     x = nn.relu(Norm(self.norm)(x, train))
-    x = nn.Conv(self.features, (3, 3), padding="SAME", dtype=self.dtype)(x)
+    x = nn.Conv(self.features, (3, 3), padding="SAME", dtype=self.dtype, conv_general_dilated=conv_fn)(x)
     x = Norm(self.norm)(x, train)
     return nn.relu(x) if self.last_activation else x
 
@@ -77,6 +80,7 @@ class Upsample(nn.Module):
   method: str = "conv_transpose"
   norm: str = "none"
   dtype: Dtype = jnp.float32
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -84,9 +88,11 @@ class Upsample(nn.Module):
       x = nn.ConvTranspose(self.features, (3, 3), strides=(2, 2), padding="SAME", dtype=self.dtype)(x)
     elif self.method == "conv_transpose_subpixel":
       # Named as flax auto-names the ConvTranspose above: the two param trees are interchangeable.
-      x = SubpixelConvTranspose(self.features, dtype=self.dtype, name="ConvTranspose_0")(x)  # [B, 2H, 2W, C]
+      x = SubpixelConvTranspose(self.features, dtype=self.dtype, conv=self.conv,
+                                name="ConvTranspose_0")(x)  # [B, 2H, 2W, C]
     elif self.method == "subpixel":
-      x = nn.Conv(4 * self.features, (1, 1), dtype=self.dtype)(x)  # [B, H, W, 4C]
+      x = nn.Conv(4 * self.features, (1, 1), dtype=self.dtype,
+                  conv_general_dilated=conv_impl.get(self.conv))(x)  # [B, H, W, 4C]
       x = depth_to_space(x, 2)  # [B, 2H, 2W, C]
     else:
       raise ValueError(f"unknown upsampling {self.method!r}; use conv_transpose, "
@@ -103,18 +109,20 @@ class Encoder(nn.Module):
   width: float = 1.0
   norm: str = "none"
   dtype: Dtype = jnp.float32
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False):
     """Args: x: [B, H, W, 3t] input frames stacked on channels. Returns (z, skips)."""
     c = lambda n: scaled(n, self.width)
-    skip1 = ConvBlock(c(64), self.norm, dtype=self.dtype)(x, train)  # [B, H, W, 64w]
+    skip1 = ConvBlock(c(64), self.norm, dtype=self.dtype, conv=self.conv)(x, train)  # [B, H, W, 64w]
     x = nn.max_pool(skip1, (2, 2), strides=(2, 2))
-    skip2 = ConvBlock(c(128), self.norm, dtype=self.dtype)(x, train)  # [B, H/2, W/2, 128w]
+    skip2 = ConvBlock(c(128), self.norm, dtype=self.dtype, conv=self.conv)(x, train)  # [B, H/2, W/2, 128w]
     x = nn.max_pool(skip2, (2, 2), strides=(2, 2))
-    skip3 = ConvBlock(c(256), self.norm, dtype=self.dtype)(x, train)  # [B, H/4, W/4, 256w]
+    skip3 = ConvBlock(c(256), self.norm, dtype=self.dtype, conv=self.conv)(x, train)  # [B, H/4, W/4, 256w]
     x = nn.max_pool(skip3, (2, 2), strides=(2, 2))
-    z = ConvBlock(c(512), self.norm, last_activation=False, dtype=self.dtype)(x, train)  # [B, H/8, W/8, 512w]
+    z = ConvBlock(c(512), self.norm, last_activation=False, dtype=self.dtype,
+                  conv=self.conv)(x, train)  # [B, H/8, W/8, 512w]
     return z, (skip1, skip2, skip3)
 
 
@@ -130,22 +138,26 @@ class Decoder(nn.Module):
   upsample: str = "conv_transpose"
   use_skips: bool = True
   dtype: Dtype = jnp.float32
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, z: jax.Array, skips, train: bool = False) -> jax.Array:
     """Args: z: [B, H/8, W/8, 512w]; skips: (skip1, skip2, skip3). Returns [B, H, W, 128w] features."""
     c = lambda n: scaled(n, self.width)
     skip1, skip2, skip3 = skips
-    x = ConvBlock(c(512), self.norm, dtype=self.dtype)(z, train)  # [B, H/8, W/8, 512w]
-    x = Upsample(c(256), self.upsample, self.norm, dtype=self.dtype)(x, train)  # [B, H/4, W/4, 256w]
+    x = ConvBlock(c(512), self.norm, dtype=self.dtype, conv=self.conv)(z, train)  # [B, H/8, W/8, 512w]
+    x = Upsample(c(256), self.upsample, self.norm, dtype=self.dtype,
+                 conv=self.conv)(x, train)  # [B, H/4, W/4, 256w]
     if self.use_skips:
       x = jnp.concatenate([skip3, x], axis=-1)  # [B, H/4, W/4, 512w]
-    x = ConvBlock(c(256), self.norm, dtype=self.dtype)(x, train)
-    x = Upsample(c(128), self.upsample, self.norm, dtype=self.dtype)(x, train)  # [B, H/2, W/2, 128w]
+    x = ConvBlock(c(256), self.norm, dtype=self.dtype, conv=self.conv)(x, train)
+    x = Upsample(c(128), self.upsample, self.norm, dtype=self.dtype,
+                 conv=self.conv)(x, train)  # [B, H/2, W/2, 128w]
     if self.use_skips:
       x = jnp.concatenate([skip2, x], axis=-1)  # [B, H/2, W/2, 256w]
-    x = ConvBlock(c(128), self.norm, dtype=self.dtype)(x, train)
-    x = Upsample(c(64), self.upsample, self.norm, dtype=self.dtype)(x, train)  # [B, H, W, 64w]
+    x = ConvBlock(c(128), self.norm, dtype=self.dtype, conv=self.conv)(x, train)
+    x = Upsample(c(64), self.upsample, self.norm, dtype=self.dtype,
+                 conv=self.conv)(x, train)  # [B, H, W, 64w]
     if self.use_skips:
       x = jnp.concatenate([skip1, x], axis=-1)  # [B, H, W, 128w]
     return x
@@ -157,14 +169,17 @@ class OutputHead(nn.Module):
   width: float = 1.0
   out_channels: int = 3
   dtype: Dtype = jnp.float32
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     """Args: x: [B, H, W, C] features. Returns [B, H, W, out_channels] in [-1, 1]."""
     c = scaled(64, self.width)
-    x = nn.relu(nn.Conv(c, (3, 3), padding="SAME", dtype=self.dtype)(x))
-    x = nn.relu(nn.Conv(c, (3, 3), padding="SAME", dtype=self.dtype)(x))
-    x = nn.Conv(self.out_channels, (3, 3), padding="SAME", dtype=self.dtype)(x)
+    conv = lambda n: nn.Conv(n, (3, 3), padding="SAME", dtype=self.dtype,
+                             conv_general_dilated=conv_impl.get(self.conv))
+    x = nn.relu(conv(c)(x))
+    x = nn.relu(conv(c)(x))
+    x = conv(self.out_channels)(x)
     return jnp.tanh(x.astype(jnp.float32))
 
 

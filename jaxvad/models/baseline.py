@@ -25,6 +25,7 @@ class FramePredictor(nn.Module):
     width: channel multiplier (1.0 = paper widths).
     norm: "none" | "batch" | "group".
     upsample: "conv_transpose" | "conv_transpose_subpixel" | "subpixel" (see `backbone.Upsample`).
+    conv: how convolutions are computed, one of `conv_impl.IMPLS` ("xla", "im2col", "auto"; same parameters).
     dtype: compute dtype (parameters and losses stay float32).
   """
 
@@ -32,15 +33,18 @@ class FramePredictor(nn.Module):
   norm: str = "none"
   upsample: str = "conv_transpose"
   dtype: Dtype = jnp.float32
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, inputs: jax.Array, train: bool = False):
     """Args: inputs: [B, T, H, W, 3] in [-1, 1]. Returns (pred [B, H, W, 3], aux)."""
     x = backbone.stack_frames(inputs).astype(self.dtype)  # [B, H, W, 3T]
-    z, skips = backbone.Encoder(self.width, self.norm, self.dtype, name="encoder")(x, train)
-    feats = backbone.Decoder(self.width, self.norm, self.upsample, dtype=self.dtype, name="decoder")(
-        z, skips, train)  # [B, H, W, 128w]
-    pred = backbone.OutputHead(self.width, dtype=self.dtype, name="head")(feats)  # [B, H, W, 3]
+    z, skips = backbone.Encoder(self.width, self.norm, self.dtype, conv=self.conv, name="encoder")(x, train)
+    decoder = backbone.Decoder(self.width, self.norm, self.upsample, dtype=self.dtype, conv=self.conv,
+                               name="decoder")
+    feats = decoder(z, skips, train)  # [B, H, W, 128w]
+    head = backbone.OutputHead(self.width, dtype=self.dtype, conv=self.conv, name="head")
+    pred = head(feats)  # [B, H, W, 3]
     return pred, {"z": z, "features": feats}
 
 

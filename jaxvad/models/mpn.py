@@ -46,6 +46,7 @@ class MPN(nn.Module):
     plug: DPU resolution divisor, one of 1, 2, 4, 8 (MPN Table 5).
     use_dpu: False gives the plain autoencoder ("AE w/o DPU").
     attention_init_std: init std of the DPU attention kernel (`dpu.DPU`); None = LeCun normal.
+    conv: how convolutions are computed, one of `conv_impl.IMPLS` ("xla", "im2col", "auto"; same parameters).
     dtype: compute dtype (parameters, the DPU maths and losses stay float32).
   """
 
@@ -57,6 +58,7 @@ class MPN(nn.Module):
   use_dpu: bool = True
   attention_init_std: float | None = None
   dtype: Dtype = jnp.float32
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, inputs: jax.Array, train: bool = False):
@@ -69,9 +71,10 @@ class MPN(nn.Module):
     if self.plug not in PLUG_POINTS:
       raise ValueError(f"plug must be one of {PLUG_POINTS}, got {self.plug}")
     x = backbone.stack_frames(inputs).astype(self.dtype)  # [B, H, W, 3T]
-    z, skips = backbone.Encoder(self.width, self.norm, self.dtype, name="encoder")(x, train)
-    decoder = backbone.Decoder(self.width, self.norm, self.upsample, dtype=self.dtype, name="decoder")
-    head = backbone.OutputHead(self.width, dtype=self.dtype, name="head")
+    z, skips = backbone.Encoder(self.width, self.norm, self.dtype, conv=self.conv, name="encoder")(x, train)
+    decoder = backbone.Decoder(self.width, self.norm, self.upsample, dtype=self.dtype, conv=self.conv,
+                               name="decoder")
+    head = backbone.OutputHead(self.width, dtype=self.dtype, conv=self.conv, name="head")
     if not self.use_dpu:
       feats = decoder(z, skips, train)  # [B, H, W, 128w]
       return head(feats), {"z": z, "decoder_features": feats}

@@ -42,6 +42,7 @@ class PGM(nn.Module):
     rule_update: the memory update rule, Eq. 11-12 (training only).
     grad_items: items also trained by gradient (see `memory`).
     update_scope: "all" (paper Eq. 11, default) or "nearest" (MNAD's rule), see `memory.update`.
+    conv: how convolutions are computed, one of `conv_impl.IMPLS` ("xla", "im2col", "auto"; same parameters).
     dtype: compute dtype (parameters, memory maths and losses stay float32).
   """
 
@@ -55,6 +56,7 @@ class PGM(nn.Module):
   grad_items: bool = True
   update_scope: str = "all"
   dtype: Dtype = jnp.float32
+  conv: str = "xla"
 
   @property
   def has_memory(self) -> bool:
@@ -69,7 +71,8 @@ class PGM(nn.Module):
     """
     t = inputs.shape[1]
     x = backbone.stack_frames(inputs).astype(self.dtype)  # [B, H, W, 3T]
-    z, skips = backbone.Encoder(self.width, self.norm, self.dtype, name="encoder")(x, train)  # Eq. 1
+    encoder = backbone.Encoder(self.width, self.norm, self.dtype, conv=self.conv, name="encoder")
+    z, skips = encoder(x, train)  # Eq. 1
     aux = {"z": z}
     z_hat = z
     if self.has_memory:
@@ -78,14 +81,17 @@ class PGM(nn.Module):
       z_hat = z_hat.astype(self.dtype)
       aux.update(mem_aux)
     aux["z_hat"] = z_hat
-    feats = backbone.Decoder(self.width, self.norm, self.upsample, dtype=self.dtype, name="decoder")(
-        z_hat, skips, train)  # [B, H, W, 128w]
-    pred = backbone.OutputHead(self.width, dtype=self.dtype, name="head")(feats)  # [B, H, W, 3], Eq. 3
+    decoder = backbone.Decoder(self.width, self.norm, self.upsample, dtype=self.dtype, conv=self.conv,
+                               name="decoder")
+    feats = decoder(z_hat, skips, train)  # [B, H, W, 128w]
+    head = backbone.OutputHead(self.width, dtype=self.dtype, conv=self.conv, name="head")
+    pred = head(feats)  # [B, H, W, 3], Eq. 3
     if self.use_diff:
       dfeats = backbone.Decoder(self.width, self.norm, self.upsample, use_skips=False, dtype=self.dtype,
-                                name="diff_decoder")(z_hat, skips, train)  # [B, H, W, 64w]
-      aux["diff"] = 2.0 * backbone.OutputHead(self.width, out_channels=3 * t, dtype=self.dtype,
-                                              name="diff_head")(dfeats)  # [B, H, W, 3T], Eq. 4
+                                conv=self.conv, name="diff_decoder")(z_hat, skips, train)  # [B, H, W, 64w]
+      diff_head = backbone.OutputHead(self.width, out_channels=3 * t, dtype=self.dtype, conv=self.conv,
+                                      name="diff_head")
+      aux["diff"] = 2.0 * diff_head(dfeats)  # [B, H, W, 3T], Eq. 4
     return pred, aux
 
 

@@ -34,6 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvad.models import conv_impl
+
 Dtype = Any
 PrecisionLike = Any
 
@@ -96,7 +98,9 @@ def subpixel_kernel(kernel: jax.Array) -> jax.Array:
 
 
 def subpixel_conv_transpose_3x3_s2(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None,
-                                   precision: PrecisionLike = None) -> jax.Array:
+                                   precision: PrecisionLike = None,
+                                   conv_general_dilated: Callable = jax.lax.conv_general_dilated
+                                   ) -> jax.Array:
   """Exactly `conv_transpose_3x3_s2`, as a 2x2 stride-1 convolution and depth-to-space.
 
   Args:
@@ -104,11 +108,12 @@ def subpixel_conv_transpose_3x3_s2(x: jax.Array, kernel: jax.Array, bias: jax.Ar
     kernel: [3, 3, Cin, Cout] (the transposed convolution's own kernel).
     bias: [Cout] or None.
     precision: passed to ``lax.conv_general_dilated``.
+    conv_general_dilated: the convolution implementation (`conv_impl.get`).
   Returns:
     [B, 2H, 2W, Cout].
   """
   k = subpixel_kernel(kernel)  # [2, 2, Cin, 4*Cout]
-  y = jax.lax.conv_general_dilated(x, k, window_strides=(1, 1), padding=((1, 0), (1, 0)),
+  y = conv_general_dilated(x, k, window_strides=(1, 1), padding=((1, 0), (1, 0)),
                                    dimension_numbers=_DIMS, precision=precision)  # [B, H, W, 4*Cout]
   y = depth_to_space(y, 2)  # [B, 2H, 2W, Cout]
   if bias is not None:
@@ -132,6 +137,7 @@ class SubpixelConvTranspose(nn.Module):
     precision: convolution precision.
     kernel_init: kernel initialiser (flax's ConvTranspose default).
     bias_init: bias initialiser (flax's ConvTranspose default).
+    conv: how the 2x2 convolution is computed, one of `conv_impl.IMPLS`.
   """
 
   features: int
@@ -141,6 +147,7 @@ class SubpixelConvTranspose(nn.Module):
   precision: PrecisionLike = None
   kernel_init: Callable = nn.linear.default_kernel_init
   bias_init: Callable = nn.initializers.zeros_init()
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -148,4 +155,5 @@ class SubpixelConvTranspose(nn.Module):
     kernel = self.param("kernel", self.kernel_init, (3, 3, x.shape[-1], self.features), self.param_dtype)
     bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    return subpixel_conv_transpose_3x3_s2(x, kernel, bias, precision=self.precision)
+    return subpixel_conv_transpose_3x3_s2(x, kernel, bias, precision=self.precision,
+                                          conv_general_dilated=conv_impl.get(self.conv))
