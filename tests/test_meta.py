@@ -74,6 +74,21 @@ def test_meta_gradient_matches_finite_differences_float64():
   assert jnp.zeros(()).dtype == jnp.float32  # x64 is off again for the other tests
 
 
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("batching", ["unroll", "vmap", "map"])
+def test_closed_form_meta_gradient_equals_autodiff_float64(batching, first_order):
+  """`core.meta_value_and_grad` (forward-over-reverse HVP) is jax.grad of the meta loss, to float64 rounding."""
+  with jax.enable_x64(True):
+    theta, alpha, frozen, episodes = toy_problem(jnp.float64, num_episodes=3)
+    value, grads = core.meta_value_and_grad(toy_task_loss, theta, alpha, frozen, episodes, batching=batching,
+                                            first_order=first_order)
+    ref_value, ref_grads = jax.value_and_grad(
+        lambda th, al: core.meta_loss(toy_task_loss, th, al, frozen, episodes, first_order=first_order),
+        argnums=(0, 1))(theta, alpha)
+    np.testing.assert_allclose(value, ref_value, rtol=1e-12)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12), grads, ref_grads)
+
+
 def test_toy_adapt_matches_numpy_reference():
   theta, alpha, frozen, episodes = toy_problem(jnp.float32)
   support = episodes["support"][0]
@@ -140,6 +155,18 @@ def test_vmap_map_unroll_agree_and_gradients(mpn):
   assert all(not np.any(np.asarray(g)) for g in jax.tree.leaves(g_frozen))  # the AE is never differentiated
   _, f_grads = _meta_grad_fn(task_loss, "vmap", True)(theta, alpha, frozen, episodes)
   assert not np.allclose(ravel_pytree(f_grads[0])[0], ravel_pytree(g_theta)[0], rtol=1e-4, atol=1e-7)
+
+
+def test_closed_form_meta_gradient_equals_autodiff_on_mpn(mpn):
+  task_loss, theta, frozen, episodes = mpn
+  alpha = core.init_alpha(theta, 1e-2)
+  ref_val, (ref_theta, ref_alpha, _) = _meta_grad_fn(task_loss, "unroll", False)(theta, alpha, frozen, episodes)
+  val, (g_theta, g_alpha) = jax.jit(lambda th, al, fr, ep: core.meta_value_and_grad(task_loss, th, al, fr, ep))(
+      theta, alpha, frozen, episodes)
+  np.testing.assert_allclose(val, ref_val, rtol=1e-5)
+  for got, want in ((g_theta, ref_theta), (g_alpha, ref_alpha)):
+    got, want = ravel_pytree(got)[0], ravel_pytree(want)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * float(jnp.max(jnp.abs(want))))
 
 
 def test_adapt_k0_and_two_steps(mpn):
