@@ -47,11 +47,6 @@ def cmd_prepare(args) -> None:
     print(f"cached {path}")
 
 
-def _multi_process() -> bool:
-  import jax
-  return jax.process_count() > 1
-
-
 def cmd_train(args) -> None:
   from jaxvad import pipeline
   pipeline.train(_config(args), args.workdir, progress=not args.no_progress)
@@ -66,11 +61,6 @@ def cmd_run(args) -> None:
   from jaxvad import pipeline
   config = _config(args)
   pipeline.train(config, args.workdir, progress=not args.no_progress)
-  if _multi_process():  # Scoring is single-process (see README, "Multi-host training").
-    logging.getLogger(__name__).warning(
-        "multi-process job: skipping evaluation; run `jaxvad evaluate --config %s --workdir %s` as one process",
-        args.config, args.workdir)
-    return
   pipeline.evaluate(config, args.workdir, progress=not args.no_progress)
 
 
@@ -116,8 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                            ("run", cmd_run, "train, then evaluate")]:
     p = sub.add_parser(name, help=text)
     _add_config_args(p)
-    if name != "evaluate":
-      distributed.add_flags(p)
+    distributed.add_flags(p)
     p.set_defaults(func=func)
 
   p = sub.add_parser("meta", help="pre-train, meta-train on source scenes, few-shot table on the target")

@@ -35,8 +35,25 @@ def make_predict_fn(mdef, variables, model_config, mesh):
     pred, aux = mdef.module.apply(variables, window[:, :-1], train=False)  # The target is never read.
     return {"pred": pred, **mdef.score_fn(pred, aux, window, model_config)}
 
-  sharding = mesh_lib.batch_sharding(mesh)
-  return lambda windows: predict(variables, jax.device_put(windows, sharding))
+  if jax.process_count() == 1:
+    sharding = mesh_lib.batch_sharding(mesh)
+    return lambda windows: predict(variables, jax.device_put(windows, sharding))
+
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
+  def predict_all_processes(windows):
+    # Every process passes the same host batch; each device computes its rows, and every process gets
+    # all outputs back (process_allgather blocks: no overlap with the next batch's window building).
+    out = predict(variables, mesh_lib.shard_batch({"w": windows}, mesh)["w"])
+    return multihost_utils.process_allgather(out, tiled=True)
+
+  return predict_all_processes
+
+
+def eval_batch_size(batch_size: int, mesh) -> int:
+  """``batch_size`` rounded up to a multiple of the mesh's device count (the batch is split over it)."""
+  n = mesh.devices.size
+  return -(-batch_size // n) * n
 
 
 def restore_variables(config, workdir, mesh, image_size):
@@ -63,11 +80,16 @@ def evaluate(config, workdir, *, progress: bool = True) -> dict:
   mdef, variables, step = restore_variables(config, workdir, mesh, split.videos[0].frames.shape[1:3])
   predict_fn = make_predict_fn(mdef, variables, config.model, mesh)
   has_masks = all(v.masks is not None for v in split.videos)
-  video_scores = scoring.score_split(split, predict_fn, t=config.data.t, batch_size=config.eval.batch_size,
+  video_scores = scoring.score_split(split, predict_fn, t=config.data.t,
+                                     batch_size=eval_batch_size(config.eval.batch_size, mesh),
                                      keep_error_maps=has_masks, progress=progress)
   results = scoring.evaluate_scores(video_scores, score_weights=dict(config.eval.score_weights),
                                     smooth=config.eval.smooth)
   results.update(model=config.model.name, checkpoint_step=step)
+  if jax.process_index() != 0:  # Multi-process job: every process scored every frame; process 0 writes.
+    return results
+  if jax.process_count() > 1:  # The figures below run on process 0 alone: a local copy of the parameters.
+    variables = jax.device_get(variables)
   out = workdir / config.eval.get("out", "eval")
   report.save_scores(out, video_scores, results)
   if config.model.name == "pgm":  # PGM Fig. 9: D_m and D_q over a few test windows.

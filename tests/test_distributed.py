@@ -1,4 +1,5 @@
-"""Multi-host training: two processes on localhost (CPU collectives) equal one process with as many devices."""
+"""Multi-host training and evaluation: two processes on localhost (CPU collectives) equal one process with as many
+devices."""
 
 import os
 import pathlib
@@ -24,6 +25,7 @@ def tiny_config():
   import tests.test_train as tt  # pylint: disable=import-outside-toplevel
   config = tt.tiny_config()
   config.train.update(num_steps=4, log_every=2, checkpoint_every=2)
+  config.eval.batch_size = 30  # Not a multiple of 4 devices: evaluation rounds it up.
   return config
 
 
@@ -77,6 +79,10 @@ split = synthetic.make_benchmark(size=16, **config.data.synthetic)["training"]
 state = loop.train(config, workdir, split, progress=False)
 leaves = [np.asarray(x) for x in jax.tree.leaves(jax.device_get(state.params))]
 np.savez(workdir / f"params_{jax.process_index()}.npz", *leaves)
+from jaxvad import pipeline
+res = pipeline.evaluate(config, workdir, progress=False)  # Batch 30 -> 32: rounded up to the 4 devices.
+np.savez(workdir / f"scores_{jax.process_index()}.npz", auc=res["auc"],
+         anomaly=np.concatenate(res["frame_scores"]["anomaly"]))
 print("ok", jax.process_index(), jax.process_count(), jax.local_device_count(), int(state.step), flush=True)
 """
 
@@ -99,7 +105,8 @@ def _launch(workdir, devices_per_process, total_devices, env_extra):
 
 
 def test_two_processes_match_one_process(tmp_path):
-  """2 processes x 2 CPU devices (gloo collectives) == 1 process x 4 devices: loss and parameters to 1e-5."""
+  """2 processes x 2 CPU devices (gloo collectives) == 1 process x 4 devices: loss and parameters to 1e-5,
+  then the evaluation's scores and AUC."""
   port = _free_port()
   procs = {"single": _launch(tmp_path / "single", 4, 4, {})}
   for pid in range(2):
@@ -134,3 +141,12 @@ def test_two_processes_match_one_process(tmp_path):
       np.testing.assert_allclose(got[k], ref[k], rtol=0, atol=1e-5)
   assert sorted(p.name for p in (tmp_path / "multi" / "checkpoints").iterdir() if p.name.isdigit()) == ["2", "4"]
   assert (tmp_path / "multi" / "train_done.json").exists()
+
+  # Evaluation: every process scores every frame (its devices compute their rows of each batch).
+  ref = np.load(tmp_path / "single" / "scores_0.npz")
+  for pid in range(2):
+    got = np.load(tmp_path / "multi" / f"scores_{pid}.npz")
+    assert got["anomaly"].shape == ref["anomaly"].shape
+    np.testing.assert_allclose(got["anomaly"], ref["anomaly"], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(got["auc"], ref["auc"], rtol=0, atol=1e-6)
+  assert (tmp_path / "multi" / "eval" / "results.json").exists() and (tmp_path / "multi" / "eval" / "roc.png").exists()

@@ -132,11 +132,25 @@ for n in (1, 4):
 assert abs(out[1][0] - out[4][0]) < 1e-5, (out[1][0], out[4][0])
 diff = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(out[1][1]), jax.tree.leaves(out[4][1])))
 assert diff < 1e-5, diff
-print("max param diff", diff, "loss", out[1][0], out[4][0])
+# Evaluation on the mesh: the same scores on 4 devices as on 1.
+from jaxvad import pipeline
+from jaxvad.evaluate import scoring
+from jaxvad.models import build
+test = synthetic.make_benchmark(size=16, **config.data.synthetic)["testing"]
+mdef = build(config.model)
+psnr = {}
+for n in (1, 4):
+  mesh = mesh_lib.make_mesh(n)
+  predict_fn = pipeline.make_predict_fn(mdef, {"params": out[1][1]}, config.model, mesh)
+  vs = scoring.score_split(test, predict_fn, t=4, batch_size=pipeline.eval_batch_size(6, mesh), progress=False)
+  psnr[n] = np.concatenate(vs.scores["psnr"])
+np.testing.assert_allclose(psnr[4], psnr[1], rtol=0, atol=1e-4)
+print("max param diff", diff, "loss", out[1][0], out[4][0], "scored", psnr[1].size)
 """
 
 
 def test_four_device_mesh_matches_one_device():
-  """Data parallelism over 4 simulated CPU devices gives the 1-device loss and parameters (to 1e-5)."""
+  """Data parallelism over 4 simulated CPU devices gives the 1-device loss and parameters (to 1e-5), and
+  evaluation on the mesh the 1-device scores."""
   from conftest import run_on_cpu_devices  # Here, not at the top: subprocesses import this module.
   assert "max param diff" in run_on_cpu_devices(MULTI_DEVICE_SCRIPT, 4, timeout=300)
