@@ -32,8 +32,9 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
   # computed as one ordinary conv + depth-to-space: exact, and ~10x faster to train on CPU.
   # conv: how convolutions are computed, `jaxvad.models.conv_impl`; the same function and parameters either
   # way. "auto": im2col + one matrix product on CPU where the patch matrix is small, XLA's convolution
-  # elsewhere and on GPU/TPU. Measured on 2 CPU cores (experiments/README.md): 3.3x inference and 3.4x
-  # adaptation speed at 256x256 full width; mixed at width 0.25 (MPN train +20 %, PGM train -16 %), so the
+  # elsewhere and on GPU/TPU. Measured on 2 CPU cores (experiments/results/bench_cpu_paper*.json): full width
+  # at 64x64, batch 1: inference 1.84x, K = 1 adaptation 1.67x; at 256x256 no layer's patch matrix is small
+  # enough, so "auto" is "xla" there. At width 0.25 no clear gain (train steps: MPN faster, PGM slower), so the
   # CPU-sized variants keep "xla" (their README AUCs were measured with it).
   c.model = dict(name="baseline", width=1.0, norm="none", upsample="conv_transpose_subpixel", dtype="float32",
                  conv="auto")

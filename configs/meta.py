@@ -42,6 +42,8 @@ def _meta_fields(c, *, paper: bool) -> None:
       alpha_init=1e-6 if paper else 1e-2,  # Meta-SGD step sizes (reference: 1e-6).
       learning_rate=1e-5 if paper else 1e-3,  # Adam for theta and alpha (paper: 1e-5).
       batching="auto",                    # unroll on CPU, vmap on accelerators.
+      hessian="forward",                  # Outer gradient: closed form with a forward-over-reverse HVP,
+                                          # or "reverse" (jax.grad through the inner update): same value.
       log_every=10, checkpoint_every=50)
   c.fewshot = dict(shots=(0, 1, 5, 10), methods=("meta", "finetune"),
                    finetune_lr=c.meta.alpha_init if not paper else 1e-4, finetune_steps=1, batch_size=32)

@@ -3,7 +3,8 @@
 Measures, after compile and warm-up, medians over repeats:
   inference   frames/s of `jaxvad.pipeline.make_predict_fn` for MPN and PGM, batch 1 and a large batch
   train       seconds per training step (`jaxvad.train.step.jit_train_step`, Adam, state donated)
-  meta        MPN's Meta-SGD outer step, second vs first order (E episodes, K = Q = 1), and the latency of
+  meta        MPN's Meta-SGD outer step, second vs first order (E episodes, K = Q = 1; and the reference's
+              shape, E = 1, K = Q = 2), and the latency of
               K = 1 test-time adaptation (jitted `jaxvad.meta.core.adapt`)
   loader      windows/s of `WindowSource.iterate` (via `experiments/loader_bench.py`)
 at three model sizes: "cpu" (``configs/<model>.py:quick``: 64x64, width 0.25), "paper"
@@ -12,12 +13,14 @@ setting of the PyTorch reference's 64x64 figures). Each row also has compile tim
 peak where the backend reports it, else the process max RSS). The JSON also holds versions, device,
 environment, git commit, the PyTorch CPU reference of issue 7 and the speed-ups over it for the rows that
 match it (MPN at "paper" and "paper@64": inference batch 1, train step batch 4, K = 1 adaptation,
-second-order meta step; the reference's meta-batch size is not recorded in issue 7).
+second-order meta step of one episode with 2 support and 2 query windows, the reference's
+Train_meta.py defaults).
 
 Usage:
   .venv/bin/python experiments/bench.py --quick            # CPU: a few minutes
   .venv/bin/python experiments/bench.py                    # everything (GPU: unchanged command)
   .venv/bin/python experiments/bench.py --only meta,train --dtype bfloat16 --threads 2
+  .venv/bin/python experiments/bench.py --conv xla --hessian reverse --out before.json   # fast paths off
 
 Results: ``experiments/results/bench_<backend>[_bfloat16][_quick].json`` unless ``--out`` is given.
 """
@@ -37,7 +40,8 @@ SECTIONS = ("inference", "train", "meta", "loader")
 CONFIGS = {"cpu": ("quick", None), "paper": ("ped2", None), "paper@64": ("ped2", 64)}
 REFERENCE_PYTORCH_CPU = {
     "source": "issue 7: the reference MPN (width 1.0) in PyTorch 2.13 on this 2-core CPU machine, 2 threads",
-    "note": "issue 7 does not record the meta-batch size E of the meta-step figures: compare those with care",
+    "note": "the meta step of the reference's Train_meta.py (defaults batch_size=1, task_size=4) is one episode "
+            "of 2 support + 2 query windows: compared with the rows marked reference_shape",
     "256x256": {"inference_frames_per_s_batch1": 1.02, "train_step_s_batch4": 11.6, "adapt_k1_s": 1.94,
                 "meta_step_second_order_s": 10.7},
     "64x64": {"inference_frames_per_s_batch1": 11.6, "train_step_s_batch4": 0.87, "adapt_k1_s": 0.164,
@@ -64,9 +68,13 @@ def make_plan(quick: bool, backend: str, sections: list[str], episodes: int) -> 
     if not quick:
       rows.append(dict(section="train", model="mpn", config="paper@64", batch=4))
   if "meta" in sections:
-    for config in ["cpu"] if quick else ["cpu", "paper@64", "paper"]:
+    for config in ["cpu", "paper@64"] if quick else ["cpu", "paper@64", "paper"]:
       for order in ("second", "first"):
-        rows.append(dict(section="meta_step", model="mpn", config=config, episodes=episodes, order=order))
+        rows.append(dict(section="meta_step", model="mpn", config=config, episodes=episodes, k=1, q=1,
+                         order=order))
+      if config != "cpu":  # The reference's meta step: one episode of task_size 4 = 2 support + 2 query.
+        rows.append(dict(section="meta_step", model="mpn", config=config, episodes=1, k=2, q=2,
+                         order="second", reference_shape=True))
       rows.append(dict(section="adapt_k1", model="mpn", config=config, batch=1))
   return rows
 
@@ -83,7 +91,7 @@ def reference_key(row: dict) -> tuple[str, str] | None:
     return size, "train_step_s_batch4"
   if section == "adapt_k1":
     return size, "adapt_k1_s"
-  if section == "meta_step" and row["order"] == "second":
+  if section == "meta_step" and row.get("reference_shape"):
     return size, "meta_step_second_order_s"
   return None
 
@@ -99,22 +107,24 @@ def add_speedup(row: dict) -> None:
   row["speedup_vs_pytorch_cpu"] = ours / ref if "frames_per_s" in row else ref / ours
 
 
-def run_row(lib, spec: dict, dtype: str, timing: dict) -> dict:
+def run_row(lib, spec: dict, dtype: str, timing: dict, conv: str | None = None, hessian: str = "forward") -> dict:
   """Measures one planned row; errors are recorded in the row, not raised."""
   variant, size = CONFIGS[spec["config"]]
   row = dict(spec, dtype=dtype, config_file=f"configs/{spec['model']}.py:{variant}")
   t0 = time.perf_counter()
   try:
-    config = lib.load_config(spec["model"], variant, size, dtype)
-    row.update(image_size=list(config.data.size), width=config.model.width, t=config.data.t)
+    config = lib.load_config(spec["model"], variant, size, dtype, conv=conv)
+    row.update(image_size=list(config.data.size), width=config.model.width, t=config.data.t,
+               conv=config.model.get("conv", "xla"))
     section = spec["section"]
     if section == "inference":
       row.update(lib.bench_inference(config, spec["batch"], **timing))
     elif section == "train":
       row.update(lib.bench_train_step(config, spec["batch"], **timing))
     elif section == "meta_step":
-      row.update(k=1, q=1, inner_steps=1)
-      row.update(lib.bench_meta_step(config, spec["episodes"], spec["order"] == "first", **timing))
+      row.update(inner_steps=1, hessian=hessian)
+      row.update(lib.bench_meta_step(config, spec["episodes"], spec["order"] == "first", k=spec["k"],
+                                     q=spec["q"], hessian=hessian, **timing))
     elif section == "adapt_k1":
       row.update(lib.bench_adapt(config, **timing))
   except Exception as e:  # pylint: disable=broad-except
@@ -126,16 +136,16 @@ def run_row(lib, spec: dict, dtype: str, timing: dict) -> dict:
   return row
 
 
-def measure(lib, plan: list[dict], dtype: str, timing: dict, skipped: dict, start: float) -> list[dict]:
+def measure(lib, plan: list[dict], dtype: str, timing: dict, skipped: dict, start: float, **options) -> list[dict]:
   """Runs the planned rows in order (rows of a model in ``skipped`` carry the reason instead)."""
   rows = []
   for spec in plan:
     if spec["model"] in skipped:
       rows.append(dict(spec, dtype=dtype, skipped=skipped[spec["model"]]))
       continue
-    r = run_row(lib, spec, dtype, timing)
+    r = run_row(lib, spec, dtype, timing, **options)
     rows.append(r)
-    what = {k: spec[k] for k in ("batch", "episodes", "order") if k in spec}
+    what = {k: spec[k] for k in ("batch", "episodes", "k", "q", "order") if k in spec}
     result = r["error"] if "error" in r else f"median {r['median_s'] * 1e3:.1f} ms, compile {r['compile_s']:.1f} s"
     print(f"[{time.perf_counter() - start:6.0f} s] {spec['section']:9s} {spec['model']} {spec['config']:8s} "
           f"{what} {result}", flush=True)
@@ -160,7 +170,7 @@ def summary_table(rows: list[dict]) -> str:
     size = r.get("image_size", "-")
     size = "x".join(map(str, size)) if isinstance(size, list) else size if size == "-" else f"{size}x{size}"
     batch = r.get("batch", r.get("episodes", "-"))
-    what = r["section"] + (f" ({r['order']}, E={r['episodes']})" if "order" in r else "")
+    what = r["section"] + (f" ({r['order']}, E={r['episodes']}, K={r['k']}, Q={r['q']})" if "order" in r else "")
     if "error" in r or "skipped" in r:
       lines.append(f"| {what} | {r.get('model', '-')} | {r.get('config', '-')} | {size} | {batch} | "
                    f"{r.get('dtype', '-')} | {r.get('error', r.get('skipped'))[:60]} | | | |")
@@ -170,7 +180,8 @@ def summary_table(rows: list[dict]) -> str:
     median = f"{r['median_s'] * 1e3:.1f} ms" if "median_s" in r else "-"
     speedup = f"{r['speedup_vs_pytorch_cpu']:.2f}x" if "speedup_vs_pytorch_cpu" in r else ""
     compile_s = f"{r['compile_s']:.1f}" if "compile_s" in r else ""
-    lines.append(f"| {what} | {r.get('model', '-')} | {r.get('config', '-')} | {size} | {batch} | "
+    config = r.get("config", "-") + (f" ({r['conv']})" if "conv" in r else "")
+    lines.append(f"| {what} | {r.get('model', '-')} | {config} | {size} | {batch} | "
                  f"{r.get('dtype', '-')} | {median} | {rate} | {compile_s} | {speedup} |")
   return "\n".join(lines)
 
@@ -190,6 +201,11 @@ def main(argv: list[str] | None = None) -> dict:
   parser.add_argument("--repeats", type=int, default=None, help="timed calls per row (default 3 quick, 10 full)")
   parser.add_argument("--episodes", type=int, default=None, help="meta-batch size E (default 4 quick, 10 full)")
   parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {tuple(CONFIGS)}")
+  parser.add_argument("--conv", default=None, choices=("xla", "im2col", "auto"),
+                      help="convolution implementation for every row (config model.conv; default: each config's)")
+  parser.add_argument("--hessian", default="forward", choices=("forward", "reverse"),
+                      help="meta-step outer gradient (`jaxvad.meta.step.make_meta_step`): forward-over-reverse "
+                           "closed form (default) or reverse over reverse, the plain jax.grad path")
   args = parser.parse_args(argv)
   sections = [s.strip() for s in args.only.split(",") if s.strip()]
   configs = [c.strip() for c in args.configs.split(",") if c.strip()]
@@ -216,7 +232,7 @@ def main(argv: list[str] | None = None) -> dict:
       + ("_quick" if args.quick else "") + ".json"))
   skipped = {m: r for m in ("mpn", "pgm") if (r := skip_reason(lib, m))}
   plan = [s for s in make_plan(args.quick, backend, sections, episodes) if s["config"] in configs]
-  rows = measure(lib, plan, args.dtype, timing, skipped, start)
+  rows = measure(lib, plan, args.dtype, timing, skipped, start, conv=args.conv, hessian=args.hessian)
   if "loader" in sections:
     sizes = [64] if args.quick else [64, 256]
     for size in sizes:
@@ -226,7 +242,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"[{time.perf_counter() - start:6.0f} s] loader done", flush=True)
   report = {
       "what": __doc__.splitlines()[0], "quick": args.quick, "dtype": args.dtype, "sections": sections,
-      "configs_run": configs,
+      "configs_run": configs, "conv": args.conv or "per config", "hessian": args.hessian,
       "threads": args.threads, "timing": timing, "prng_impl": "unsafe_rbg", "environment": env,
       "configs": {k: {"variant": v, "size_override": s} for k, (v, s) in CONFIGS.items()},
       "notes": ["peak_memory is a high-water mark over the process so far (rows run in order), not per row",

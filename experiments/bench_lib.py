@@ -113,12 +113,15 @@ def environment() -> dict:
           "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_commit": commit, "git_dirty": dirty}
 
 
-def load_config(model: str, variant: str, size: int | None, dtype: str):
-  """``configs/<model>.py:<variant>`` with the image size (None: the config's) and compute dtype set."""
+def load_config(model: str, variant: str, size: int | None, dtype: str, conv: str | None = None):
+  """``configs/<model>.py:<variant>`` with the image size (None: the config's), compute dtype and
+  convolution implementation (``model.conv``; None: the config's) set."""
   config = config_lib.load_config(f"configs/{model}.py:{variant}")
   if size is not None:
     config.data.size = (size, size)
   config.model.dtype = dtype
+  if conv is not None:
+    config.model.conv = conv
   return config
 
 
@@ -148,11 +151,14 @@ def bench_train_step(config, batch: int, **timing) -> dict:
   return time_fn(step, state, frames, jax.random.PRNGKey(0), carry=True, **timing)
 
 
-def bench_meta_step(config, episodes: int, first_order: bool, batching: str = "unroll", **timing) -> dict:
-  """Seconds per Meta-SGD outer step (`meta.step.jit_meta_step`, K = Q = 1)."""
-  problem = meta_bench.make_meta_problem(config, tuple(config.data.size), episodes)
+def bench_meta_step(config, episodes: int, first_order: bool, batching: str = "unroll", k: int = 1, q: int = 1,
+                    hessian: str = "forward", **timing) -> dict:
+  """Seconds per Meta-SGD outer step (`meta.step.jit_meta_step`): E episodes of K support, Q query windows;
+  ``hessian`` as `meta.step.make_meta_step`'s."""
+  problem = meta_bench.make_meta_problem(config, tuple(config.data.size), episodes, k=k, q=q)
   tx = meta_step_lib.make_meta_optimizer(1e-5)
-  meta_step = meta_step_lib.make_meta_step(problem["task_loss"], tx, first_order=first_order, batching=batching)
+  meta_step = meta_step_lib.make_meta_step(problem["task_loss"], tx, first_order=first_order, batching=batching,
+                                             hessian=hessian)
   fn = meta_step_lib.jit_meta_step(meta_step, problem["mesh"])
   state = jax.device_put(meta_step_lib.init_meta_state(problem["theta"], problem["alpha"], tx),
                          mesh_lib.replicated(problem["mesh"]))

@@ -77,7 +77,7 @@ def meta_train(config, workdir, split: Split, params, *, progress: bool = True):
   task_loss = core.make_task_loss(mdef.module, mdef.loss_fn, config.model)
   step_fn = meta_step_lib.jit_meta_step(
       meta_step_lib.make_meta_step(task_loss, tx, inner_steps=mc.inner_steps, first_order=mc.first_order,
-                                   batching=batching), mesh)
+                                   batching=batching, hessian=mc.get("hessian", "forward")), mesh)
   sampler = EpisodeSampler(split, t=config.data.t, k_support=mc.k_support, n_query=mc.n_query,
                            seed=config.seed)
   log.info("meta-training theta (%d params) and alpha on %d scenes of %s: steps %d -> %d, %d episodes "
