@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
   p = sub.add_parser("meta", help="pre-train, meta-train on source scenes, few-shot table on the target")
   _add_config_args(p)
+  distributed.add_flags(p)
   p.set_defaults(func=cmd_meta)
 
   p = sub.add_parser("adapt", help="adapt a meta-trained model to one new video with its first K windows, score it")

@@ -1,6 +1,7 @@
 """Multi-host training and evaluation: two processes on localhost (CPU collectives) equal one process with as many
 devices."""
 
+import json
 import os
 import pathlib
 import socket
@@ -93,32 +94,32 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _launch(workdir, devices_per_process, total_devices, env_extra):
+def _launch(workdir, devices_per_process, total_devices, env_extra, script=WORKER):
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO),
              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}", **env_extra)
   for k in ("JAXVAD_COORDINATOR", "JAXVAD_NUM_PROCESSES", "JAXVAD_PROCESS_ID", "JAXVAD_DISTRIBUTED",
             "JAXVAD_LOCAL_DEVICE_IDS"):
     if k not in env_extra:
       env.pop(k, None)
-  return subprocess.Popen([sys.executable, "-c", WORKER, str(workdir), str(total_devices)], cwd=REPO, env=env,
+  return subprocess.Popen([sys.executable, "-c", script, str(workdir), str(total_devices)], cwd=REPO, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def test_two_processes_match_one_process(tmp_path):
-  """2 processes x 2 CPU devices (gloo collectives) == 1 process x 4 devices: loss and parameters to 1e-5,
-  then the evaluation's scores and AUC."""
+def _run_single_and_two_processes(tmp_path, script=WORKER) -> dict:
+  """Runs ``script`` as 1 process x 4 devices ("single") and 2 processes x 2 devices ("p0", "p1")."""
   port = _free_port()
-  procs = {"single": _launch(tmp_path / "single", 4, 4, {})}
+  procs = {"single": _launch(tmp_path / "single", 4, 4, {}, script)}
   for pid in range(2):
     procs[f"p{pid}"] = _launch(tmp_path / "multi", 2, 4, {
-        "JAXVAD_COORDINATOR": f"localhost:{port}", "JAXVAD_NUM_PROCESSES": "2", "JAXVAD_PROCESS_ID": str(pid)})
+        "JAXVAD_COORDINATOR": f"localhost:{port}", "JAXVAD_NUM_PROCESSES": "2", "JAXVAD_PROCESS_ID": str(pid)},
+        script)
   outputs = {}
   deadline = time.monotonic() + 300
   try:
     for name, proc in procs.items():
       outputs[name] = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))[0]
   except subprocess.TimeoutExpired:
-    pytest.fail("a training process timed out")
+    pytest.fail("a process timed out")
   finally:
     for proc in procs.values():  # Never leave a process behind, even on failure.
       if proc.poll() is None:
@@ -126,6 +127,13 @@ def test_two_processes_match_one_process(tmp_path):
         proc.wait()
   for name, proc in procs.items():
     assert proc.returncode == 0, f"{name} failed:\n{outputs.get(name, '')[-3000:]}"
+  return outputs
+
+
+def test_two_processes_match_one_process(tmp_path):
+  """2 processes x 2 CPU devices (gloo collectives) == 1 process x 4 devices: loss and parameters to 1e-5,
+  then the evaluation's scores and AUC."""
+  outputs = _run_single_and_two_processes(tmp_path)
   assert "ok 0 1 4 4" in outputs["single"]
   assert "ok 0 2 2 4" in outputs["p0"] and "ok 1 2 2 4" in outputs["p1"]
 
@@ -150,3 +158,32 @@ def test_two_processes_match_one_process(tmp_path):
     np.testing.assert_allclose(got["anomaly"], ref["anomaly"], rtol=0, atol=1e-4)
     np.testing.assert_allclose(got["auc"], ref["auc"], rtol=0, atol=1e-6)
   assert (tmp_path / "multi" / "eval" / "results.json").exists() and (tmp_path / "multi" / "eval" / "roc.png").exists()
+
+
+META_WORKER = r"""
+import sys
+from jaxvad import cli
+import tests.test_fewshot as tf
+args = ["meta", "--config", "configs/meta.py:synthetic", "--workdir", sys.argv[1], "--no-progress"]
+for item in tf.TINY + ["meta.episodes=4", "meta.log_every=2", "meta.checkpoint_every=2"]:
+  args += ["--set", item]
+assert cli.main(args) == 0
+import jax
+assert jax.device_count() == int(sys.argv[2]), jax.devices()
+print("ok", jax.process_index(), jax.process_count(), flush=True)
+"""
+
+
+def test_meta_protocol_on_two_processes_matches_one_process(tmp_path):
+  """`jaxvad meta` (pre-train, meta-train with episodes sharded over 4 devices, few-shot table) as 2 processes
+  x 2 devices gives the 1-process x 4-device meta-training metrics and few-shot AUCs."""
+  outputs = _run_single_and_two_processes(tmp_path, META_WORKER)
+  assert "ok 0 1" in outputs["single"] and "ok 0 2" in outputs["p0"] and "ok 1 2" in outputs["p1"]
+  single = read_metrics(tmp_path / "single" / "meta" / "metrics.jsonl")
+  multi = read_metrics(tmp_path / "multi" / "meta" / "metrics.jsonl")
+  assert [r["step"] for r in multi] == [r["step"] for r in single] == [2]  # Written once, by process 0.
+  np.testing.assert_allclose(multi[0]["meta_loss"], single[0]["meta_loss"], rtol=0, atol=1e-5)
+  ref = json.loads((tmp_path / "single" / "fewshot" / "fewshot.json").read_text())
+  got = json.loads((tmp_path / "multi" / "fewshot" / "fewshot.json").read_text())
+  for method, per_k in ref["auc"].items():
+    np.testing.assert_allclose([got["auc"][method][k] for k in per_k], list(per_k.values()), rtol=0, atol=1e-4)

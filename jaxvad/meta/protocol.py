@@ -32,7 +32,8 @@ def _adapter(config, frozen) -> fewshot.Adapter:
 def run(config, workdir, *, progress: bool = True) -> dict:
   """Pre-train -> meta-train -> few-shot table on the target; every stage resumes from ``workdir``.
 
-  Writes ``workdir/fewshot/{fewshot.json, table.md}`` and per-(method, K) per-frame scores.
+  In a multi-process job pre- and meta-training run on the mesh over all processes' devices; the few-shot
+  table (per-video adaptation, small) is then computed by every process on its own devices. Writes ``workdir/fewshot/{fewshot.json, table.md}`` and per-(method, K) per-frame scores.
   """
   workdir = pathlib.Path(workdir)
   source = sources.load(config.data, "training", progress=progress)
@@ -43,6 +44,8 @@ def run(config, workdir, *, progress: bool = True) -> dict:
                                 shots=config.fewshot.shots, methods=config.fewshot.methods,
                                 batch_size=config.fewshot.batch_size,
                                 score_weights=dict(config.eval.score_weights), progress=progress)
+  if jax.process_index() != 0:  # Multi-process job: every process computed the table; process 0 writes it.
+    return table
   name = f"{config.data.dataset} -> {target.dataset}" + (
       f" (scenes {','.join(config.target.scenes)})" if config.target.get("scenes", ()) else "")
   rows = fewshot.table_rows(table, name)

@@ -25,6 +25,7 @@ from jaxvad.data.types import Split
 from jaxvad.meta import core
 from jaxvad.meta import step as meta_step_lib
 from jaxvad.train import checkpoint as ckpt_lib
+from jaxvad.train import distributed
 from jaxvad.train import loop
 from jaxvad.train import mesh as mesh_lib
 from jaxvad.train.metrics_log import MetricsWriter
@@ -65,9 +66,9 @@ def meta_train(config, workdir, split: Split, params, *, progress: bool = True):
   alpha = core.init_alpha(theta, mc.alpha_init)
   tx = meta_step_lib.make_meta_optimizer(mc.learning_rate)
   mesh = mesh_lib.make_mesh(config.get("num_devices", None))
-  rep = mesh_lib.replicated(mesh)
-  state = jax.device_put(meta_step_lib.init_meta_state(theta, alpha, tx), rep)
-  frozen = jax.device_put(frozen, rep)
+  state = mesh_lib.put_replicated(meta_step_lib.init_meta_state(theta, alpha, tx), mesh)
+  frozen = mesh_lib.put_replicated(frozen, mesh)
+  main = distributed.is_main_process()  # Multi-process: same episodes everywhere, process 0 logs.
   ckpt = ckpt_lib.Checkpointer(out / "checkpoints")
   restored = ckpt.restore(state)
   if restored is not None:
@@ -84,9 +85,9 @@ def meta_train(config, workdir, split: Split, params, *, progress: bool = True):
            "per meta-batch, K=%d, Q=%d, %s, %s-order", sum(x.size for x in jax.tree.leaves(theta)),
            len(sampler.scene_names), split.dataset, start, total, mc.episodes, mc.k_support, mc.n_query,
            batching, "first" if mc.first_order else "second")
-  writer = MetricsWriter(out / "metrics.jsonl", resume_step=start)
+  writer = MetricsWriter(out / "metrics.jsonl", resume_step=start) if main else None
   pending = []
-  bar = tqdm.tqdm(total=total, initial=start, disable=not progress, desc="meta-train", unit="step")
+  bar = tqdm.tqdm(total=total, initial=start, disable=not (progress and main), desc="meta-train", unit="step")
   try:
     for s in range(start, total):
       episodes = sampler.sample(s, mc.episodes)
@@ -101,7 +102,8 @@ def meta_train(config, workdir, split: Split, params, *, progress: bool = True):
         if not all(np.isfinite(v) for v in mean.values()):
           raise FloatingPointError(f"non-finite meta-training metrics near step {done}: {mean}; "
                                    f"lower meta.learning_rate or meta.alpha_init")
-        writer.write(done, mean)
+        if writer is not None:
+          writer.write(done, mean)
         bar.set_postfix(query_loss=f"{mean.get('meta_loss', float('nan')):.4g}")
       bar.update(1)
       if done % mc.checkpoint_every == 0 or done == total:

@@ -32,6 +32,14 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+def put_replicated(tree, mesh: Mesh):
+  """A host pytree as arrays replicated over the mesh. In a multi-process job every process passes the
+  same values (``jax.device_put`` cannot target other processes' devices; a jitted identity can)."""
+  if jax.process_count() == 1:
+    return jax.device_put(tree, replicated(mesh))
+  return jax.jit(lambda x: x, out_shardings=replicated(mesh))(tree)
+
+
 def batch_sharding(mesh: Mesh) -> NamedSharding:
   """Leading (batch) axis split over ``data``; the rest replicated."""
   return NamedSharding(mesh, P("data"))
