@@ -7,6 +7,7 @@ import numpy as np
 import optax
 import pytest
 
+from jaxvad import config_lib
 from jaxvad.models import backbone, baseline, mpn
 
 WIDTH = 0.0625
@@ -145,8 +146,22 @@ def test_compactness_mean_divides_by_channels(tiny):
   mean_config = ml_collections.ConfigDict({**CONFIG.to_dict(), "compactness": "mean"})
   _, averaged = mpn.loss_fn(pred, aux, window, mean_config)
   np.testing.assert_allclose(averaged["l_c"], summed["l_c"] / aux["features"].shape[-1], rtol=1e-6)
+  fixed_config = ml_collections.ConfigDict({**mean_config.to_dict(), "compactness_channels": 128})
+  _, fixed = mpn.loss_fn(pred, aux, window, fixed_config)
+  np.testing.assert_allclose(fixed["l_c"], summed["l_c"] / 128, rtol=1e-6)
   with pytest.raises(ValueError, match="compactness"):
     mpn.loss_fn(pred, aux, window, ml_collections.ConfigDict({**CONFIG.to_dict(), "compactness": "max"}))
+
+
+def test_cpu_config_weighs_compactness_like_the_reference_width(tiny):
+  """ped2_cpu (C = 32) divides L_c by the reference's 128 channels, whatever its own C."""
+  _, _, window, pred, aux = tiny
+  cpu = config_lib.load_config("configs/mpn.py:ped2_cpu").model
+  paper = config_lib.load_config("configs/mpn.py:ped2").model
+  assert int(128 * cpu.width) != cpu.compactness_channels == 128 == int(128 * paper.width)
+  _, summed = mpn.loss_fn(pred, aux, window, paper)  # The paper's sum over channels.
+  _, weighted = mpn.loss_fn(pred, aux, window, cpu)
+  np.testing.assert_allclose(weighted["l_c"], summed["l_c"] / 128, rtol=1e-6)
 
 
 def test_without_dpu_loss_is_frame_loss_and_no_feature_score():

@@ -122,7 +122,9 @@ def loss_fn(pred: jax.Array, aux: dict, window: jax.Array, config) -> tuple[jax.
     window: [B, T+1, H, W, 3]; the last frame is the target.
     config: model config with lambda1, lambda2 (paper 0.01; the reference code 1e-4),
       gamma (the diversity margin) and compactness: "sum" over channels (SPEC 3.2, paper
-      Eq. 6) or "mean" over channels (the reference code's MSELoss, C times smaller).
+      Eq. 6) or "mean" over channels (the reference code's MSELoss, C times smaller);
+      compactness_channels (optional) replaces C in that mean, so that a narrower model
+      keeps the reference's weight per unit-norm feature (128 = the reference's C).
   Returns: (loss, metrics with l_fra, l_c, l_d and the collapse diagnostic protos_used,
     the effective number of prototypes that positions pick, `dpu.prototype_usage`).
   """
@@ -132,7 +134,8 @@ def loss_fn(pred: jax.Array, aux: dict, window: jax.Array, config) -> tuple[jax.
   l_c = jnp.mean(dpu_lib.compactness_error(aux["features"], aux["prototypes"], aux["retrieval"]))
   reduction = config.get("compactness", "sum")
   if reduction == "mean":  # The reference code's MSELoss: the squared distance also averaged over C.
-    l_c = l_c / aux["features"].shape[-1]
+    # compactness_channels fixes the divisor (e.g. the reference's 128 at any width); None = C.
+    l_c = l_c / (config.get("compactness_channels") or aux["features"].shape[-1])
   elif reduction != "sum":
     raise ValueError(f"model.compactness must be 'sum' (SPEC 3.2, paper Eq. 6) or 'mean' (reference code), "
                      f"got {reduction!r}")
