@@ -6,7 +6,8 @@ Avenue 84.0, ShanghaiTech 66.7 AUC %) and the "baseline" column of PGM Table II.
 Variants (``get_config(arg)``):
   quick      synthetic scenes, 64x64, width 0.25: the demo. ~5 min on 2 CPU cores.
              jaxvad demo            (or: jaxvad train --config configs/baseline.py:quick --workdir runs/quick)
-  ped2_cpu   real UCSD Ped2, 64x64, width 0.25: the CPU-sized check. ~25 min train on 2 CPU cores.
+  ped2_cpu   real UCSD Ped2, 64x64, width 0.25: the CPU-sized check. ~8 min on 2 CPU cores (12 min with
+             the first data preparation).
              JAXVAD_DATA=../shared/data jaxvad run --config configs/baseline.py:ped2_cpu --workdir runs/ped2_cpu
   ped2 | ped1 | avenue | shanghaitech
              paper configuration: 256x256, full width, 3x3 transposed-conv upsampling (exact
