@@ -24,10 +24,12 @@ import sys
 
 import numpy as np
 
-from jaxvad.evaluate import metrics, report
+from jaxvad.evaluate import report, scoring
 from jaxvad.utils import atomic_open
 
 ROW_NAMES = {"psnr": "FP", "feature_error": "FR", "memory_distance": "memory"}
+# Columns that `evaluate_scores` derives and `save_scores` stores beside the raw scores.
+DERIVED = ("normality", "anomaly", "anomaly_smoothed")
 
 
 def score_rows(score_names: list[str], combined: dict[str, float]) -> dict[str, dict[str, float]]:
@@ -40,21 +42,22 @@ def score_rows(score_names: list[str], combined: dict[str, float]) -> dict[str, 
 
 
 def run_aucs(eval_dir: str | pathlib.Path) -> dict[str, dict[str, float]]:
-  """Row -> {"auc", "per_video_auc", "auc_smoothed"} recomputed from one evaluation directory."""
+  """Row -> {"auc", "per_video_auc", "auc_smoothed"}: `scoring.evaluate_scores` of each row's weights
+  over the raw per-frame scores saved in one evaluation directory (no model is rerun)."""
   loaded = report.load_scores(eval_dir)
   if loaded["labels"] is None:
     raise ValueError(f"{eval_dir}/scores.npz has no labels: no AUC to compute")
-  weights = loaded["results"].get("score_weights") or {"psnr": 1.0}
-  labels = loaded["labels"]
+  results = loaded["results"]
+  raw = {k: v for k, v in loaded["scores"].items() if k not in DERIVED}
+  video_scores = scoring.VideoScores(
+      dataset=results.get("dataset", ""), t=loaded["t"], names=loaded["names"], scenes=loaded["scenes"],
+      num_frames=loaded["num_frames"], frame_index=loaded["frame_index"], scores=raw,
+      labels=loaded["labels"], first_window=results.get("first_window", 0))
   out = {}
-  for row, w in score_rows(list(loaded["scores"]), weights).items():
-    normality = metrics.combine({k: loaded["scores"][k] for k in w}, w)
-    anomaly = [-x for x in normality]
-    out[row] = {
-        "auc": metrics.frame_auc(anomaly, labels),
-        "per_video_auc": metrics.per_video_auc(anomaly, labels)["mean"],
-        "auc_smoothed": metrics.frame_auc([metrics.gaussian_smooth(a) for a in anomaly], labels),
-    }
+  for row, w in score_rows(list(raw), results.get("score_weights") or {"psnr": 1.0}).items():
+    res = scoring.evaluate_scores(video_scores, score_weights=w, high_is_normal=results.get("high_is_normal"),
+                                  smooth=True)
+    out[row] = {k: res[k] for k in ("auc", "per_video_auc", "auc_smoothed")}
   return out
 
 
@@ -94,10 +97,10 @@ def main(argv=None) -> None:
   for seed in parse_seeds(args.seeds):
     workdir = pathlib.Path(args.root) / f"seed_{seed}"
     if not (workdir / "eval" / "results.json").exists():
-      cmd = [sys.executable, "-c", "import sys; from jaxvad.cli import main; sys.exit(main())", "run", "--config", args.config, "--workdir", str(workdir),
-             "--set", f"seed={seed}", "--no-progress"]
-      for s in args.set:
-        cmd += ["--set", s]
+      cli = "import sys; from jaxvad.cli import main; sys.exit(main())"  # The `jaxvad` command.
+      cmd = [sys.executable, "-c", cli, "run", "--config", args.config, "--workdir", str(workdir),
+             "--no-progress", "--set", f"seed={seed}"]
+      cmd += [a for s in args.set for a in ("--set", s)]
       print("+", " ".join(cmd), flush=True)
       if subprocess.run(cmd).returncode:
         raise SystemExit(f"error: seed {seed} failed (see {workdir}); rerun to resume it")

@@ -158,7 +158,8 @@ def test_cpu_config_weighs_compactness_like_the_reference_width(tiny):
   _, _, window, pred, aux = tiny
   cpu = config_lib.load_config("configs/mpn.py:ped2_cpu").model
   paper = config_lib.load_config("configs/mpn.py:ped2").model
-  assert int(128 * cpu.width) != cpu.compactness_channels == 128 == int(128 * paper.width)
+  assert int(128 * paper.width) == cpu.compactness_channels == 128  # The reference's C.
+  assert int(128 * cpu.width) == 32
   _, summed = mpn.loss_fn(pred, aux, window, paper)  # The paper's sum over channels.
   _, weighted = mpn.loss_fn(pred, aux, window, cpu)
   np.testing.assert_allclose(weighted["l_c"], summed["l_c"] / 128, rtol=1e-6)
