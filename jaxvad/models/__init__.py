@@ -24,6 +24,10 @@ class ModelDef:
   module: nn.Module
   loss_fn: Callable
   score_fn: Callable
+  # health_fn(metrics: dict[str, float], model_config) -> list[str]: warnings about a
+  # training run read from its logged (window-averaged) metrics, e.g. a collapsed
+  # memory. The training loop calls it at every log window; None = no checks.
+  health_fn: Callable | None = None
 
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
