@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
+SHARED_DATA = pathlib.Path(os.environ.get("JAXVAD_DATA") or REPO.parent / "shared" / "data").expanduser().resolve()
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> pathlib.Path:
-  """Path to ../shared/data (real UCSD Ped2 and label files); skips the test if absent."""
+  """Path to $JAXVAD_DATA, default ../shared/data (real UCSD Ped2 and label files); skips the test if absent."""
   if not SHARED_DATA.is_dir():
     pytest.skip(f"real benchmark data not found at {SHARED_DATA} (tests that need it are skipped)")
   return SHARED_DATA
