@@ -81,6 +81,43 @@ def cmd_adapt(args) -> None:
   print(f"scored {len(res['anomaly'])} frames ({res['note']}); per-frame scores in {res['out']}")
 
 
+def cmd_build_tfds(args) -> None:
+  """Builds TFDS data sets without TensorFlow; with several data sets, absent archives are skipped."""
+  from jaxvad.data import tfds_source
+  tfds_source.import_tfds()
+  from jaxvad.data.tfds_builders import build
+  names = list(tfds_source.DATASET_BUILDERS) if args.dataset == "all" else [
+      d.strip() for d in args.dataset.split(",") if d.strip()]
+  if len(names) == 1:
+    done = {names[0]: build.build(names[0], args.manual_dir, args.data_dir, size=args.size,
+                                  progress=not args.no_progress)}
+  else:
+    done = build.build_many(names, args.manual_dir, args.data_dir, size=args.size, progress=not args.no_progress)
+  for name, res in done.items():
+    print(f"built {res}" if not isinstance(res, str) else f"skipped {name}: {res}")
+  if not any(isinstance(r, pathlib.Path) for r in done.values()):
+    raise DataError(f"nothing built from {args.manual_dir}")
+  print(f"use it with --set data.format=tfds (data.tfds_dir defaults to {tfds_source.default_data_dir()})"
+        if not args.data_dir else f"use it with --set data.format=tfds --set data.tfds_dir={args.data_dir}")
+
+
+def _add_build_tfds_parser(sub) -> None:
+  p = sub.add_parser("build-tfds", help="build TFDS data sets from downloaded archives (no TensorFlow)",
+                     description="Builds jaxvad TFDS data sets (array_record, one example per frame) from "
+                     "archives you downloaded and unpacked; see docs/datasets.md.")
+  p.add_argument("--dataset", required=True,
+                 help="ped2 | ped1 | avenue | shanghaitech | ucf_crime, a comma-separated list, or all "
+                 "(with several, absent archives are skipped with a message)")
+  p.add_argument("--manual-dir", required=True, help="folder where the archive(s) were unpacked")
+  p.add_argument("--data-dir", default=None,
+                 help="TFDS data directory (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets)")
+  p.add_argument("--size", default="256x256",
+                 help="stored frame size: HxW, N (= NxN) or original (default 256x256); build the size you "
+                 "train at (e.g. 64 for the CPU configs) for windows identical to the frame cache")
+  p.add_argument("--no-progress", action="store_true", help="no progress bars")
+  p.set_defaults(func=cmd_build_tfds)
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="jaxvad", description=__doc__.splitlines()[0])
   parser.add_argument("-v", "--verbose", action="store_true", help="log debug information")
@@ -100,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
   p = sub.add_parser("prepare", help="decode, resize and cache the frames of a data set (resumable)")
   _add_config_args(p, workdir=False)
   p.set_defaults(func=cmd_prepare)
+
+  _add_build_tfds_parser(sub)
 
   for name, func, text in [("train", cmd_train, "train a model (resumes from --workdir)"),
                            ("evaluate", cmd_evaluate, "score the test videos and report AUC"),

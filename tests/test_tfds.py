@@ -135,9 +135,11 @@ def test_ucf_crime_normal_mp4(tmp_path, write_video):
   assert [v.name for v in via_config.videos] == ["Normal_Videos010_x264"] and via_config.dataset == "ucf_crime"
 
 
-def test_ped2_frame_folders_match_native_loader(ped2_root, tmp_path):
+@pytest.mark.parametrize("stored", [None, (64, 64)], ids=["original", "64x64"])
+def test_ped2_frame_folders_match_native_loader(ped2_root, tmp_path, stored):
+  """Real Ped2 read at 64x64 equals the frame cache bit for bit, from a native-size or a 64x64 build."""
   videos = {"train": ["01"], "test": ["01", "02"]}
-  config = tb.VadConfig(name="subset", size=None, videos=videos)
+  config = tb.VadConfig(name="subset", size=stored, videos=videos)
   builder = tb.UcsdPed2(config=config, data_dir=str(tmp_path))
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(ped2_root)))
   size = (64, 64)

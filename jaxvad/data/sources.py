@@ -18,8 +18,9 @@ Data config fields (see ``configs/``):
   scenes: keep only videos of these scene ids (empty: all), e.g. meta-train on some
     synthetic scenes and test few-shot adaptation on held-out ones.
   synthetic: keyword arguments of `synthetic.make_benchmark` (without size).
-  format: "cache" (default: frame cache of ``jaxvad prepare``) or "tfds" (a built jaxvad TFDS data set,
-    read without TensorFlow; needs ``tfds_name``, e.g. "ucsd_ped2/256x256", and ``tfds_dir``).
+  format: "cache" (default: frame cache of ``jaxvad prepare``) or "tfds" (a jaxvad TFDS data set, built from
+    ``root`` by ``prepare`` and read without TensorFlow; ``tfds_name`` / ``tfds_dir`` default to
+    ``<builder>/<H>x<W>`` and $TFDS_DATA_DIR or ~/tensorflow_datasets, see ``tfds_source``).
 """
 
 from __future__ import annotations
@@ -54,7 +55,13 @@ def _optional_path(root: pathlib.Path, rel: str, layout: str = "community") -> p
 
 
 def prepare_from_config(data_config, splits=SPLITS, progress: bool = True) -> list[pathlib.Path]:
-  """Decodes and caches the splits of a real (or written synthetic) data set; resumable."""
+  """Decodes and caches the splits of a real (or written synthetic) data set; resumable.
+
+  With ``data.format = "tfds"`` it builds the TFDS data set instead (both splits; returns its folder).
+  """
+  if data_config.get("format", "cache") == "tfds":
+    from jaxvad.data import tfds_source  # pylint: disable=g-import-not-at-top
+    return [tfds_source.build_from_config(data_config, progress=progress)]
   root = _root(data_config)
   size = tuple(data_config.size)
   layout = data_config.get("layout", "community")
@@ -83,8 +90,8 @@ def load(data_config, split: str, *, progress: bool = True) -> Split:
                          data_config.get("scenes", ()))
   if data_config.get("format", "cache") == "tfds":
     from jaxvad.data import tfds_source  # pylint: disable=g-import-not-at-top
-    return select_scenes(tfds_source.load_split(data_config.tfds_name, data_config.tfds_dir, split, size=size,
-                                                dataset=data_config.dataset), data_config.get("scenes", ()))
+    return select_scenes(tfds_source.load_from_config(data_config, split, progress=progress),
+                         data_config.get("scenes", ()))
   index = prepare.cache_path(data_config.cache_dir, data_config.dataset, split, size) / prepare.INDEX
   if not index.exists():
     prepare_from_config(data_config, splits=(split,), progress=progress)

@@ -36,8 +36,34 @@ class _Ucsd(VadBuilder, skip_registration=True):
 
   def _find_data_root(self, manual_dir: pathlib.Path) -> pathlib.Path:
     n = self.NUMBER
-    return find_root(manual_dir, (f"UCSD_Anomaly_Dataset.v1p2/UCSDped{n}", f"UCSDped{n}", f"ped{n}"),
+    root = find_root(manual_dir, (f"UCSD_Anomaly_Dataset.v1p2/UCSDped{n}", f"UCSDped{n}", f"ped{n}"),
                      lambda p: (p / "Train").is_dir() or (p / "training" / "frames").is_dir(), f"UCSD Ped{n}")
+    self._check_layout(root)
+    return root
+
+  def _check_layout(self, root: pathlib.Path) -> None:
+    """Fails before any decoding, naming the problem, when ``root`` is not Ped{n} (e.g. Ped2 given as Ped1)."""
+    n, other = self.NUMBER, 3 - self.NUMBER
+    if (root / "Train").is_dir():  # Original archive: Test/ with the UCSDpedN.m frame intervals.
+      if not (root / "Test").is_dir():
+        raise DataError(f"UCSD Ped{n}: {root} has Train/ but no Test/ folder (unpack the whole archive)")
+      found = {p.name for p in [*(root / "Test").glob("*.m"), *root.glob("*.m")]}
+      mine, theirs = f"UCSDped{n}.m", f"UCSDped{other}.m"
+    else:  # Frame-folder form: a Ped{n} label file.
+      found = {p.name for p in root.iterdir() if p.is_file()}
+      mine = {f"frame_labels_ped{n}.npy", f"ped{n}.mat", f"UCSDped{n}.m"}
+      theirs = {f"frame_labels_ped{other}.npy", f"ped{other}.mat", f"UCSDped{other}.m"}
+      mine, theirs = sorted(mine & found)[:1] or [None], sorted(theirs & found)[:1] or [None]
+      mine, theirs = mine[0], theirs[0]
+    looks_other = root.name.lower() in (f"ucsdped{other}", f"ped{other}") or (theirs in found and mine not in found)
+    if looks_other:
+      evidence = theirs if theirs in found else f"folder name {root.name}"
+      raise DataError(f"UCSD Ped{n}: {root} looks like UCSD Ped{other} ({evidence}); point the manual directory "
+                      f"at the Ped{n} data or build ucsd_ped{other} (--dataset ped{other})")
+    if (root / "Train").is_dir() and not found:
+      raise DataError(f"UCSD Ped{n}: no frame labels in {root}/Test (expected UCSDped{n}.m from the archive)")
+    if not (root / "Train").is_dir():
+      self._label_file(root)
 
   def _label_file(self, root: pathlib.Path) -> pathlib.Path:
     n = self.NUMBER
