@@ -109,12 +109,13 @@ def test_ped1_builder_on_ped2_folder_fails_at_once(ped2_like, tmp_path, capsys):
 
 
 def test_build_many_skips_absent_archives(ped2_like, tmp_path, capsys):
-  rc = cli.main(["build-tfds", "--dataset", "avenue,ped2", "--manual-dir", str(ped2_like), "--data-dir",
+  rc = cli.main(["build-tfds", "--dataset", "avenue,shanghaitech,ped2", "--manual-dir", str(ped2_like), "--data-dir",
                  str(tmp_path / "tfds"), "--size", "8", "--no-progress"])
   out = capsys.readouterr().out
   assert rc == 0
-  assert "skipped avenue: no CUHK Avenue" in out and "built" in out
-  assert (tmp_path / "tfds" / "ucsd_ped2" / "8x8").is_dir() and not (tmp_path / "tfds" / "cuhk_avenue").exists()
+  assert "skipped avenue: no CUHK Avenue" in out and "skipped shanghaitech: " in out and "built" in out
+  built = sorted(p.name for p in (tmp_path / "tfds").iterdir() if p.name != "downloads")
+  assert built == ["ucsd_ped2"]  # Skipped data sets leave nothing behind.
 
 
 def test_opencv_warning_silenced(caplog):

@@ -50,7 +50,8 @@ def build(dataset: str, manual_dir, data_dir=None, *, size="256x256", videos: di
   else:
     builder = cls(config=tfds_builders.VadConfig(name=config, size=size_of(config.removesuffix("-subset")),
                                                  videos=videos), data_dir=str(data_dir))
-  builder._find_data_root(manual_dir)  # pylint: disable=protected-access  # Archive and layout checks first.
+  # Archive and layout checks before TFDS starts: find the root, discover the first split (decodes nothing).
+  builder._raw_videos(builder._find_data_root(manual_dir), cls.SPLITS[0])  # pylint: disable=protected-access
   if not progress:
     tfds.disable_progress_bar()
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
