@@ -83,7 +83,9 @@ def cmd_adapt(args) -> None:
 
 def cmd_build_tfds(args) -> None:
   """Builds TFDS data sets without TensorFlow; with several data sets, absent archives are skipped."""
+  import pathlib  # pylint: disable=g-import-not-at-top,redefined-outer-name,reimported
   from jaxvad.data import tfds_source
+  from jaxvad.errors import DataError  # pylint: disable=redefined-outer-name,reimported
   tfds_source.import_tfds()
   from jaxvad.data.tfds_builders import build
   names = list(tfds_source.DATASET_BUILDERS) if args.dataset == "all" else [
@@ -112,7 +114,7 @@ def _add_build_tfds_parser(sub) -> None:
   p.add_argument("--data-dir", default=None,
                  help="TFDS data directory (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets)")
   p.add_argument("--size", default="256x256",
-                 help="stored frame size: HxW, N (= NxN) or original (default 256x256); build the size you "
+                 help="stored frame size: HxW, N (= NxN) or original (default: %(default)s); build the size you "
                  "train at (e.g. 64 for the CPU configs) for windows identical to the frame cache")
   p.add_argument("--no-progress", action="store_true", help="no progress bars")
   p.set_defaults(func=cmd_build_tfds)
