@@ -71,7 +71,8 @@ def evaluate(config, workdir, *, progress: bool = True) -> dict:
   """Scores the test split, computes the AUCs of SPEC 5, writes scores, results and plots.
 
   Outputs under ``workdir/<eval.out>/`` (default ``eval/``): results.json, scores.npz, frames.csv, roc.png,
-  scores_<video>.png, error_maps.png, for models with a DPU normalcy_maps.png (MPN Fig. 4) and,
+  scores_p<k>.png / psnr_p<k>.png (every video), error_maps.png, for models with a DPU normalcy_maps.png
+  (MPN Fig. 4) and,
   for PGM with memory, distances.json (PGM Fig. 9).
   """
   workdir = pathlib.Path(workdir)
@@ -106,28 +107,9 @@ def evaluate(config, workdir, *, progress: bool = True) -> dict:
 
 
 def _plots(out, split, video_scores, results, mdef, variables, config) -> None:
-  """ROC, per-video score curves, error maps and (models with a DPU) normalcy maps (MPN Fig. 4)."""
-  from jaxvad.evaluate import plots  # matplotlib is slow to import: only when plotting.
-  anomaly = results["frame_scores"]["anomaly"]
-  plots.plot_roc(anomaly, video_scores.labels, out / "roc.png",
-                 title=f"{config.model.name} on {split.dataset}: AUC {results['auc']:.4f}")
-  plots.plot_score_curves(video_scores, results, out)
-  # The most anomalous frames of the video with the most abnormal frames.
-  i = int(np.argmax([lab.sum() for lab in video_scores.labels]))
-  top = np.sort(np.argsort(anomaly[i])[-config.eval.num_error_maps:])
-  frames_idx = video_scores.frame_index[i][top]
-  video = split.videos[i]
-  t = config.data.t
-  windows = np.stack([video.frames[f - t:f + 1] for f in frames_idx]).astype(np.float32) / 127.5 - 1.0
-  pred, aux = jax.jit(lambda v, w: mdef.module.apply(v, w[:, :-1], train=False))(variables, windows)
-  pred = np.asarray(pred)
-  err = np.mean(np.square((pred + 1) / 2 - (windows[:, -1] + 1) / 2), axis=-1)  # [n, H, W]
-  masks = None if video.masks is None else np.asarray(video.masks)[frames_idx]
-  labels = [f"{video.name}: frame {f}" for f in frames_idx]
-  plots.plot_error_maps(windows[:, -1], pred, err, masks, out / "error_maps.png", row_labels=labels)
-  if "normalcy_maps" in aux:
-    plots.plot_normalcy_maps(windows[:, -1], err, np.asarray(aux["normalcy_maps"]), out / "normalcy_maps.png",
-                             row_labels=labels)
+  """ROC, score and PSNR curves of every video, error maps of a spread of examples, normalcy maps (MPN Fig. 4)."""
+  from jaxvad.evaluate import examples  # matplotlib is slow to import: only when plotting.
+  examples.write_eval_plots(out, split, video_scores, results, mdef, variables, config)
 
 
 def demo(workdir="runs/demo", *, models: str = "baseline", overrides=(), progress: bool = True) -> list[dict]:
@@ -156,5 +138,6 @@ def demo(workdir="runs/demo", *, models: str = "baseline", overrides=(), progres
   print(table)
   atomic_write_text(workdir / "summary.md", table + "\n")
   atomic_write_text(workdir / "summary.json", json.dumps(rows, indent=2))
-  print(f"\nplots and per-frame scores: {workdir}/<model>/eval/ (roc.png, scores_*.png, error_maps.png)")
+  print(f"\nplots and per-frame scores: {workdir}/<model>/eval/ (roc.png, scores_p*.png, psnr_p*.png, "
+        "error_maps.png)")
   return rows

@@ -87,3 +87,4 @@ def test_meta_command_end_to_end_then_adapt_one_video(tmp_path, capsys):
   assert cli.main(adapt) == 0
   assert "scored 14 frames" in capsys.readouterr().out  # 20 - t - K.
   assert (tmp_path / "out" / "frames.csv").exists()
+  assert (tmp_path / "out" / "scores_p1.png").stat().st_size > 1000  # The adapted video's score curve.

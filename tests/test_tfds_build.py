@@ -14,7 +14,8 @@ tfds = pytest.importorskip("tensorflow_datasets", reason="the optional tfds extr
                            "(pip install 'jaxvad[tfds]')")
 
 from jaxvad import cli, config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jaxvad.data import prepare, sources, synthetic, tfds_source  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jaxvad.data import prepare, sources, synthetic  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jaxvad.data import tfds_source  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jaxvad.data.windows import WindowSource  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 HAS_TF = importlib.util.find_spec("tensorflow") is not None

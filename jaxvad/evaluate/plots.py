@@ -1,4 +1,5 @@
-"""Evaluation figures (PNG, Agg backend, written atomically): ROC, score curves, error maps."""
+"""Evaluation figures (PNG, Agg backend, written atomically): ROC, score and PSNR curves of every video,
+error maps and normalcy maps with colour bars."""
 
 from __future__ import annotations
 
@@ -68,41 +69,103 @@ def _spans(labels: np.ndarray, index: np.ndarray) -> list[tuple[float, float]]:
   return spans
 
 
-def plot_score_curves(video_scores: VideoScores, results: dict, path_dir,
-                      max_videos: int = 8, key: str = "anomaly") -> list[pathlib.Path]:
-  """One PNG per video: anomaly score over frame index, abnormal frames shaded.
+SCORE_AXIS = "anomaly score\n(min-max per video)"
+NORMALISATION_NOTE = ("scores are min-max normalised per video (each curve spans [0, 1]) before the pooled AUC; "
+                      "shaded = abnormal (ground truth)")
+
+
+def _pages(n: int, per_page: int) -> list[range]:
+  per_page = max(1, int(per_page))
+  return [range(s, min(s + per_page, n)) for s in range(0, n, per_page)] or [range(0)]
+
+
+def _curve_pages(video_scores: VideoScores, curves, *, ylabel: str, ylim, title: str, prefix: str, out_dir,
+                 aucs=None, per_page: int = 12, cols: int = 3) -> list[pathlib.Path]:
+  """Grid pages of per-video curves (``<prefix>_p<k>.png``), every video drawn, abnormal frames shaded.
+
+  Args:
+    curves: list of (legend label, per-video arrays aligned with ``video_scores.frame_index``).
+    ylim: (low, high) shared by every panel, so videos compare at a glance.
+    aucs: optional per-video AUC (None entries allowed) shown in the panel titles.
+  """
+  vs = video_scores
+  pages = _pages(len(vs.names), per_page)
+  paths = []
+  for k, page in enumerate(pages, start=1):
+    ncols = max(1, min(cols, len(page)))
+    nrows = max(1, -(-len(page) // ncols))
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False, figsize=(4.6 * ncols, 2.1 * nrows + 0.6))
+    for slot, ax in enumerate(axes.flat):
+      if slot >= len(page):
+        ax.axis("off")
+        continue
+      i = page[slot]
+      index = vs.frame_index[i]
+      if vs.labels is not None:
+        for a, b in _spans(np.asarray(vs.labels[i]), index):
+          ax.axvspan(a, b, color="tab:red", alpha=0.2, lw=0)
+      for label, per_video in curves:
+        ax.plot(index, per_video[i], lw=1, label=label)
+      auc = None if aucs is None else aucs[i]
+      ax.set_title(vs.names[i] + ("" if auc is None else f"  (AUC {auc:.3f})"), fontsize="medium")
+      ax.set_xlim(-0.5, max(vs.num_frames[i], 1) - 0.5)
+      ax.set_ylim(*ylim)
+      if slot % ncols == 0:
+        ax.set_ylabel(ylabel)
+      if slot // ncols == nrows - 1 or slot + ncols >= len(page):
+        ax.set_xlabel("frame")
+    axes.flat[0].legend(loc="upper right", fontsize="x-small")
+    page_note = f"  (page {k}/{len(pages)})" if len(pages) > 1 else ""
+    fig.suptitle(f"{title}{page_note}", fontsize="medium")
+    fig.tight_layout()
+    paths.append(_save(fig, pathlib.Path(out_dir) / f"{prefix}_p{k}.png"))
+  return paths
+
+
+def plot_score_curves(video_scores: VideoScores, results: dict, path_dir, *, key: str = "anomaly",
+                      per_page: int = 12, cols: int = 3) -> list[pathlib.Path]:
+  """Anomaly score over frame index for EVERY video, on grid pages ``scores_p1.png``, ``scores_p2.png``, ...
+
+  The scores are the per-video min-max normalised ones the AUC pools (the y axis says so); the raw PSNR
+  is drawn by `plot_psnr_curves`.
 
   Args:
     video_scores: from `scoring.score_split`.
-    results: from `scoring.evaluate_scores` (uses results["frame_scores"][key], and
-      the smoothed curve too when present).
-    path_dir: output directory; files are `scores_<video>.png`.
-    max_videos: plot at most this many videos (the first ones in sorted order).
+    results: from `scoring.evaluate_scores` (uses results["frame_scores"][key], its smoothed curve when
+      present, and the per-video AUCs).
+    path_dir: output directory.
     key: which frame score to draw.
+    per_page: videos per page (Ped2's 12 test videos fit on one page).
+    cols: panels per row.
 
   Returns:
-    The PNG paths.
+    The PNG paths, one per page.
   """
   frame_scores = results["frame_scores"]
-  out_dir = pathlib.Path(path_dir)
-  paths = []
-  for i, name in enumerate(video_scores.names[:max_videos]):
-    index = video_scores.frame_index[i]
-    fig, ax = plt.subplots(figsize=(8, 2.5))
-    if video_scores.labels is not None:
-      for a, b in _spans(np.asarray(video_scores.labels[i]), index):
-        ax.axvspan(a, b, color="tab:red", alpha=0.2, lw=0)
-    ax.plot(index, frame_scores[key][i], lw=1, label=key)
-    if key + "_smoothed" in frame_scores:
-      ax.plot(index, frame_scores[key + "_smoothed"][i], lw=1, label=key + " (smoothed)")
-    auc = results["per_video"][i].get("auc") if "per_video" in results else None
-    ax.set(xlabel="frame", ylabel="anomaly score", ylim=(-0.02, 1.02),
-           title=f"{name}" + ("" if auc is None else f"  (AUC {auc:.3f})") + "  shaded = abnormal")
-    ax.set_xlim(-0.5, max(video_scores.num_frames[i], 1) - 0.5)
-    ax.legend(loc="upper right", fontsize="small")
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-    paths.append(_save(fig, out_dir / f"scores_{safe}.png"))
-  return paths
+  curves = [(key, frame_scores[key])]
+  if key + "_smoothed" in frame_scores:
+    curves.append((key + " (smoothed)", frame_scores[key + "_smoothed"]))
+  aucs = [row.get("auc") for row in results["per_video"]] if "per_video" in results else None
+  return _curve_pages(video_scores, curves, ylabel=SCORE_AXIS, ylim=(-0.02, 1.02), aucs=aucs, prefix="scores",
+                      title=f"{video_scores.dataset}: {key} per frame; {NORMALISATION_NOTE}", out_dir=path_dir,
+                      per_page=per_page, cols=cols)
+
+
+def plot_psnr_curves(video_scores: VideoScores, path_dir, *, per_page: int = 12,
+                     cols: int = 3) -> list[pathlib.Path]:
+  """Raw PSNR (dB, before any normalisation; high = normal) of every video: ``psnr_p1.png``, ...
+
+  One y range for all videos, so a camera whose frames are easier to predict shows as a higher curve: what
+  the per-video min-max normalisation of the anomaly score removes.
+  """
+  psnr = [np.asarray(p, np.float64) for p in video_scores.scores["psnr"]]
+  finite = np.concatenate([p[np.isfinite(p)] for p in psnr]) if psnr else np.zeros(0)
+  lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+  pad = max(0.5, 0.03 * (hi - lo))
+  return _curve_pages(video_scores, [("PSNR", psnr)], ylabel="PSNR (dB), raw", ylim=(lo - pad, hi + pad),
+                      prefix="psnr", out_dir=path_dir, per_page=per_page, cols=cols,
+                      title=f"{video_scores.dataset}: raw frame-prediction PSNR (not normalised; low = anomalous); "
+                            "shaded = abnormal (ground truth)")
 
 
 def _to_unit(x: np.ndarray) -> np.ndarray:
@@ -114,18 +177,20 @@ def _to_unit(x: np.ndarray) -> np.ndarray:
 
 
 def plot_error_maps(frames, preds, error_maps, masks, path, indices=None,
-                    max_rows: int = 4, row_labels=None) -> pathlib.Path:
-  """Grid of target frame | prediction | error map | mask for a few frames.
+                    max_rows: int = 4, row_labels=None, title: str | None = None) -> pathlib.Path:
+  """Grid of target frame | prediction | error map | mask, every error map on ONE colour scale (colour bar).
 
   Args:
     frames: [n, H, W, 3] targets, uint8 or float in [-1, 1].
     preds: [n, H, W, 3] predictions, same convention.
-    error_maps: [n, H, W] per-pixel errors.
+    error_maps: [n, H, W] per-pixel errors (squared error of frames in [0, 1], channel mean).
     masks: [n, H, W] ground-truth masks, or None (column left out).
     path: output PNG.
-    indices: rows to draw; default the `max_rows` frames of largest mean error (in order).
+    indices: rows to draw; default the `max_rows` frames of largest mean error (in order). Pick a spread of
+      true detections, false alarms and misses with `examples.select_examples`.
     max_rows: number of rows when `indices` is None.
     row_labels: a label per input frame (e.g. "video 04, frame 87"); default "frame <j>".
+    title: optional figure title.
 
   Returns:
     The PNG path.
@@ -145,29 +210,43 @@ def plot_error_maps(frames, preds, error_maps, masks, path, indices=None,
       row.append((np.asarray(masks[j]) != 0, {"cmap": "gray", "vmin": 0, "vmax": 1}))
     rows.append(row)
   labels = [f"frame {j}" if row_labels is None else str(row_labels[j]) for j in indices]
-  return _image_grid(rows, titles, labels, path)
+  return _image_grid(rows, titles, labels, path, colorbars=[((2,), "squared error (shared scale)")], title=title)
 
 
-def _image_grid(rows, titles, row_labels, path) -> pathlib.Path:
-  """Draws rows of (image, imshow kwargs) under column titles, one label per row; saves a PNG."""
+def _image_grid(rows, titles, row_labels, path, colorbars=(), title: str | None = None) -> pathlib.Path:
+  """Draws rows of (image, imshow kwargs) under column titles, one label per row; saves a PNG.
+
+  Args:
+    colorbars: (columns, label) pairs: one colour bar beside those columns, for the scale of their last
+      image (give those columns shared ``vmin``/``vmax``).
+  """
   fig, axes = plt.subplots(len(rows), len(titles), squeeze=False,
-                           figsize=(2.2 * len(titles), 2.2 * max(len(rows), 1)))
+                           figsize=(2.2 * len(titles) + 0.8 * len(colorbars), 2.2 * max(len(rows), 1)))
+  images = {}
   for r, row in enumerate(rows):
-    for c, ((img, kw), title) in enumerate(zip(row, titles)):
+    for c, ((img, kw), col_title) in enumerate(zip(row, titles)):
       ax = axes[r, c]
-      ax.imshow(img, **kw)
+      images[c] = ax.imshow(img, **kw)
       ax.set_xticks([])
       ax.set_yticks([])
       if r == 0:
-        ax.set_title(title)
+        ax.set_title(col_title)
       if c == 0:
-        ax.set_ylabel(row_labels[r])
+        ax.set_ylabel(row_labels[r], fontsize="small")
+  for cols, label in colorbars:
+    if rows and cols[-1] in images:
+      fig.colorbar(images[cols[-1]], ax=[axes[r, c] for r in range(len(rows)) for c in cols], label=label,
+                   fraction=0.05, pad=0.02)
+  if title:
+    fig.suptitle(title, fontsize="medium")
   return _save(fig, path)
 
 
 def plot_normalcy_maps(frames, error_maps, normalcy_maps, path, row_labels=None,
                        num_maps: int = 3) -> pathlib.Path:
-  """MPN Fig. 4: target | prediction error | sum of normalcy maps | a few single maps.
+  """MPN Fig. 4: target | prediction error | sum of normalcy maps | a few single maps, with colour bars.
+
+  Error maps share one scale, the sums one scale and the single maps one scale (a colour bar each).
 
   Args:
     frames: [n, H, W, 3] targets, uint8 or float in [-1, 1].
@@ -185,10 +264,17 @@ def plot_normalcy_maps(frames, error_maps, normalcy_maps, path, row_labels=None,
   error_maps = np.asarray(error_maps, np.float32)
   k = min(num_maps, maps.shape[-1])
   titles = ["target", "error", "sum of maps"] + [f"map {m}" for m in range(k)]
+  sums = maps.sum(-1)
+  err_kw = {"cmap": "inferno", "vmin": 0.0, "vmax": float(error_maps.max()) if error_maps.size else 1.0}
+  sum_kw = {"cmap": "viridis", "vmin": float(sums.min()), "vmax": float(sums.max())}
+  single = maps[..., :k]
+  map_kw = {"cmap": "viridis", "vmin": 0.0, "vmax": float(single.max()) if single.size else 1.0}
   rows = []
   for r in range(len(frames)):
-    row = [(_to_unit(frames[r]), {}), (error_maps[r], {"cmap": "inferno"}),
-           (maps[r].sum(-1), {"cmap": "viridis"})]
-    rows.append(row + [(maps[r, ..., m], {"cmap": "viridis"}) for m in range(k)])
+    row = [(_to_unit(frames[r]), {}), (error_maps[r], err_kw), (sums[r], sum_kw)]
+    rows.append(row + [(maps[r, ..., m], map_kw) for m in range(k)])
   labels = [f"frame {r}" if row_labels is None else str(row_labels[r]) for r in range(len(frames))]
-  return _image_grid(rows, titles, labels, path)
+  colorbars = [((1,), "squared error"), ((2,), "sum of attention")]
+  if k:
+    colorbars.append((tuple(range(3, 3 + k)), "attention weight"))
+  return _image_grid(rows, titles, labels, path, colorbars=colorbars)

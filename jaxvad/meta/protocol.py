@@ -74,8 +74,8 @@ def adapt_and_score(config, workdir, video_dir, *, shots: int, method: str = "me
   """Adapts the meta-trained model of ``workdir`` to a new camera and scores one video.
 
   The first ``shots`` windows of the video (assumed normal) are the support set; the
-  remaining frames are scored. Writes ``scores.npz``, ``frames.csv`` and ``results.json``
-  (frame-level AUC only when labels are known, which they are not here) to ``out``.
+  remaining frames are scored. Writes ``scores.npz``, ``frames.csv``, ``results.json`` (frame-level AUC only
+  when labels are known, which they are not here) and the score curve ``scores_p1.png`` to ``out``.
   """
   theta, alpha, frozen = meta_train_lib.load_meta(config, workdir)
   video = load_video(video_dir, config.data.size)
@@ -86,8 +86,11 @@ def adapt_and_score(config, workdir, video_dir, *, shots: int, method: str = "me
   results.update(shots=shots, method=method, video=str(video_dir))
   out = pathlib.Path(out or pathlib.Path(workdir) / "adapted" / video.name)
   report.save_scores(out, vs, results)
+  from jaxvad.evaluate import plots  # pylint: disable=g-import-not-at-top  # matplotlib: only when plotting.
+  plot = plots.plot_score_curves(vs, results, out)[0]  # scores_p1.png: the adapted video's score curve.
   anomaly = results["frame_scores"]["anomaly"][0]
-  log.info("scored %d frames of %s after %d-shot %s adaptation -> %s", anomaly.size, video_dir, shots, method, out)
+  log.info("scored %d frames of %s after %d-shot %s adaptation -> %s (score curve %s)", anomaly.size, video_dir,
+           shots, method, out, plot.name)
   return {"out": str(out), "frame_index": vs.frame_index[0].tolist(), "anomaly": anomaly.tolist(),
-          "note": vs.dropped_note}
+          "note": vs.dropped_note, "plot": str(plot)}
 
