@@ -80,7 +80,7 @@ def _pages(n: int, per_page: int) -> list[range]:
 
 
 def _curve_pages(video_scores: VideoScores, curves, *, ylabel: str, ylim, title: str, prefix: str, out_dir,
-                 aucs=None, per_page: int = 12, cols: int = 3) -> list[pathlib.Path]:
+                 aucs=None, per_page: int = 16, cols: int = 4) -> list[pathlib.Path]:
   """Grid pages of per-video curves (``<prefix>_p<k>.png``), every video drawn, abnormal frames shaded.
 
   Args:
@@ -123,7 +123,7 @@ def _curve_pages(video_scores: VideoScores, curves, *, ylabel: str, ylim, title:
 
 
 def plot_score_curves(video_scores: VideoScores, results: dict, path_dir, *, key: str = "anomaly",
-                      per_page: int = 12, cols: int = 3) -> list[pathlib.Path]:
+                      per_page: int = 16, cols: int = 4) -> list[pathlib.Path]:
   """Anomaly score over frame index for EVERY video, on grid pages ``scores_p1.png``, ``scores_p2.png``, ...
 
   The scores are the per-video min-max normalised ones the AUC pools (the y axis says so); the raw PSNR
@@ -135,7 +135,7 @@ def plot_score_curves(video_scores: VideoScores, results: dict, path_dir, *, key
       present, and the per-video AUCs).
     path_dir: output directory.
     key: which frame score to draw.
-    per_page: videos per page (Ped2's 12 test videos fit on one page).
+    per_page: videos per page (Ped2: 12 test videos, one page; Ped1: 36, three pages).
     cols: panels per row.
 
   Returns:
@@ -151,8 +151,8 @@ def plot_score_curves(video_scores: VideoScores, results: dict, path_dir, *, key
                       per_page=per_page, cols=cols)
 
 
-def plot_psnr_curves(video_scores: VideoScores, path_dir, *, per_page: int = 12,
-                     cols: int = 3) -> list[pathlib.Path]:
+def plot_psnr_curves(video_scores: VideoScores, path_dir, *, per_page: int = 16,
+                     cols: int = 4) -> list[pathlib.Path]:
   """Raw PSNR (dB, before any normalisation; high = normal) of every video: ``psnr_p1.png``, ...
 
   One y range for all videos, so a camera whose frames are easier to predict shows as a higher curve: what
@@ -217,16 +217,18 @@ def _image_grid(rows, titles, row_labels, path, colorbars=(), title: str | None 
   """Draws rows of (image, imshow kwargs) under column titles, one label per row; saves a PNG.
 
   Args:
-    colorbars: (columns, label) pairs: one colour bar beside those columns, for the scale of their last
+    colorbars: (columns, label) pairs: one colour bar under those columns, for the scale of their last
       image (give those columns shared ``vmin``/``vmax``).
   """
-  fig, axes = plt.subplots(len(rows), len(titles), squeeze=False,
-                           figsize=(2.2 * len(titles) + 0.8 * len(colorbars), 2.2 * max(len(rows), 1)))
-  images = {}
+  fig, axes = plt.subplots(len(rows), len(titles), squeeze=False, layout="constrained",
+                           figsize=(2.2 * len(titles), 2.2 * max(len(rows), 1) + (0.7 if colorbars else 0)))
+  images, clipped = {}, set()
   for r, row in enumerate(rows):
     for c, ((img, kw), col_title) in enumerate(zip(row, titles)):
       ax = axes[r, c]
       images[c] = ax.imshow(img, **kw)
+      if "vmax" in kw and np.asarray(img).size and float(np.max(img)) > kw["vmax"]:
+        clipped.add(c)
       ax.set_xticks([])
       ax.set_yticks([])
       if r == 0:
@@ -236,17 +238,24 @@ def _image_grid(rows, titles, row_labels, path, colorbars=(), title: str | None 
   for cols, label in colorbars:
     if rows and cols[-1] in images:
       fig.colorbar(images[cols[-1]], ax=[axes[r, c] for r in range(len(rows)) for c in cols], label=label,
-                   fraction=0.05, pad=0.02)
+                   location="bottom", shrink=0.9, aspect=12 * len(cols),
+                   extend="max" if clipped & set(cols) else "neither")
   if title:
     fig.suptitle(title, fontsize="medium")
   return _save(fig, path)
+
+
+def _robust_max(x: np.ndarray) -> float:
+  x = np.asarray(x, np.float32)
+  return float(np.percentile(x, 99.5)) if x.size and np.percentile(x, 99.5) > 0 else float(x.max(initial=1.0))
 
 
 def plot_normalcy_maps(frames, error_maps, normalcy_maps, path, row_labels=None,
                        num_maps: int = 3) -> pathlib.Path:
   """MPN Fig. 4: target | prediction error | sum of normalcy maps | a few single maps, with colour bars.
 
-  Error maps share one scale, the sums one scale and the single maps one scale (a colour bar each).
+  Error maps share one scale, the sums one scale and the single maps one scale (a colour bar each; the
+  attention scales stop at the 99.5th percentile).
 
   Args:
     frames: [n, H, W, 3] targets, uint8 or float in [-1, 1].
@@ -266,9 +275,10 @@ def plot_normalcy_maps(frames, error_maps, normalcy_maps, path, row_labels=None,
   titles = ["target", "error", "sum of maps"] + [f"map {m}" for m in range(k)]
   sums = maps.sum(-1)
   err_kw = {"cmap": "inferno", "vmin": 0.0, "vmax": float(error_maps.max()) if error_maps.size else 1.0}
-  sum_kw = {"cmap": "viridis", "vmin": float(sums.min()), "vmax": float(sums.max())}
-  single = maps[..., :k]
-  map_kw = {"cmap": "viridis", "vmin": 0.0, "vmax": float(single.max()) if single.size else 1.0}
+  # Attention is peaky: a few hot pixels would wash every map out, so the scales stop at the 99.5th percentile
+  # (colour bars then show an arrow: "and above").
+  sum_kw = {"cmap": "viridis", "vmin": float(sums.min()), "vmax": _robust_max(sums)}
+  map_kw = {"cmap": "viridis", "vmin": 0.0, "vmax": _robust_max(maps[..., :k])}
   rows = []
   for r in range(len(frames)):
     row = [(_to_unit(frames[r]), {}), (error_maps[r], err_kw), (sums[r], sum_kw)]
