@@ -94,7 +94,7 @@ def _curve_pages(video_scores: VideoScores, curves, *, ylabel: str, ylim, title:
   for k, page in enumerate(pages, start=1):
     ncols = max(1, min(cols, len(page)))
     nrows = max(1, -(-len(page) // ncols))
-    fig, axes = plt.subplots(nrows, ncols, squeeze=False, figsize=(4.6 * ncols, 2.1 * nrows + 0.6))
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False, figsize=(max(4.6 * ncols, 9.0), 2.1 * nrows + 0.6))
     for slot, ax in enumerate(axes.flat):
       if slot >= len(page):
         ax.axis("off")
@@ -146,8 +146,10 @@ def plot_score_curves(video_scores: VideoScores, results: dict, path_dir, *, key
   if key + "_smoothed" in frame_scores:
     curves.append((key + " (smoothed)", frame_scores[key + "_smoothed"]))
   aucs = [row.get("auc") for row in results["per_video"]] if "per_video" in results else None
+  note = NORMALISATION_NOTE if video_scores.labels is not None else (
+      "scores are min-max normalised per video (each curve spans [0, 1]); no labels")
   return _curve_pages(video_scores, curves, ylabel=SCORE_AXIS, ylim=(-0.02, 1.02), aucs=aucs, prefix="scores",
-                      title=f"{video_scores.dataset}: {key} per frame; {NORMALISATION_NOTE}", out_dir=path_dir,
+                      title=f"{video_scores.dataset}: {key} per frame; {note}", out_dir=path_dir,
                       per_page=per_page, cols=cols)
 
 
