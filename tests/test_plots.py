@@ -49,8 +49,14 @@ def test_score_curves_cover_every_video_on_pages(tmp_path, figures):
   assert sorted(ax.get_title().split()[0] for ax in panels) == vs.names  # All 14 videos, each once.
   assert [len(_panels(fig)) for _, fig in figures] == [12, 2]
   assert all("min-max per video" in ax.get_ylabel() for ax in panels if ax.get_ylabel())
-  assert "min-max normalised per video" in figures[0][1]._suptitle.get_text()  # pylint: disable=protected-access
+  assert "psnr min-max normalised per video" in figures[0][1]._suptitle.get_text()  # pylint: disable=protected-access
   np.testing.assert_allclose(panels[3].lines[0].get_ydata(), res["frame_scores"]["anomaly"][3])
+
+
+def test_normalisation_note_names_the_terms():
+  assert plots.normalisation_note({"psnr": 1.0}).startswith("psnr min-max normalised per video (each curve spans")
+  note = plots.normalisation_note({"psnr": 0.6, "memory_distance": 0.4}, labelled=False)
+  assert note == "each term min-max normalised per video, then 0.6 psnr + 0.4 memory_distance, rescaled to [0, 1]"
 
 
 def test_raw_psnr_curves(tmp_path, figures):

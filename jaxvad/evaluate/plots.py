@@ -70,8 +70,19 @@ def _spans(labels: np.ndarray, index: np.ndarray) -> list[tuple[float, float]]:
 
 
 SCORE_AXIS = "anomaly score\n(min-max per video)"
-NORMALISATION_NOTE = ("scores are min-max normalised per video (each curve spans [0, 1]) before the pooled AUC; "
-                      "shaded = abnormal (ground truth)")
+
+
+def normalisation_note(weights=None, labelled: bool = True) -> str:
+  """How the plotted anomaly score was made from the raw scores (``results["score_weights"]``)."""
+  weights = dict(weights or {"psnr": 1.0})
+  if len(weights) == 1:
+    note = f"{next(iter(weights))} min-max normalised per video (each curve spans [0, 1])"
+  else:
+    terms = " + ".join(f"{w:g} {k}" for k, w in weights.items())
+    note = f"each term min-max normalised per video, then {terms}, rescaled to [0, 1]"
+  if labelled:
+    note += " before the pooled AUC; shaded = abnormal (ground truth)"
+  return note
 
 
 def _pages(n: int, per_page: int) -> list[range]:
@@ -146,8 +157,7 @@ def plot_score_curves(video_scores: VideoScores, results: dict, path_dir, *, key
   if key + "_smoothed" in frame_scores:
     curves.append((key + " (smoothed)", frame_scores[key + "_smoothed"]))
   aucs = [row.get("auc") for row in results["per_video"]] if "per_video" in results else None
-  note = NORMALISATION_NOTE if video_scores.labels is not None else (
-      "scores are min-max normalised per video (each curve spans [0, 1]); no labels")
+  note = normalisation_note(results.get("score_weights"), labelled=video_scores.labels is not None)
   return _curve_pages(video_scores, curves, ylabel=SCORE_AXIS, ylim=(-0.02, 1.02), aucs=aucs, prefix="scores",
                       title=f"{video_scores.dataset}: {key} per frame; {note}", out_dir=path_dir,
                       per_page=per_page, cols=cols)
