@@ -12,7 +12,7 @@ from PIL import Image
 from jaxvad.data.decode import read_frames
 from jaxvad.data.errors import DataError
 from jaxvad.data.layout import VideoEntry, discover
-from jaxvad.data.prepare import load_split, prepare_split, read_split
+from jaxvad.data.prepare import cache_path, load_split, prepare_split, read_split
 
 SIZE = (8, 12)
 
@@ -77,7 +77,8 @@ def test_prepare_load_round_trip_equals_read_split(tmp_path):
   masks = _masks(tmp_path, [3])  # Only video "1" has masks.
   out = prepare_split(root, "testing", tmp_path / "cache", dataset="toy", size=SIZE, labels=labels,
                       masks_dir=masks, progress=False)
-  assert out == tmp_path / "cache" / "toy" / "testing" / "8x12"
+  assert out == cache_path(tmp_path / "cache", "toy", "testing", SIZE, root)
+  assert out.parent.parent.parent == tmp_path / "cache" / "toy" and out.parent.parent.name.startswith("toy-")
   index = json.loads((out / "index.json").read_text())
   assert index["size"] == [8, 12] and [v["num_frames"] for v in index["videos"]] == [3, 4]
   assert [(v["has_labels"], v["has_masks"]) for v in index["videos"]] == [(True, True), (True, False)]
@@ -118,7 +119,7 @@ def test_label_frame_count_mismatch_error(tmp_path):
     with pytest.raises(DataError, match=r"label count mismatch in .*labels\.npy: 6 labels but 7 frames") as info:
       fn(*args, dataset="toy", size=SIZE, labels=labels)
     assert "\n" not in str(info.value)
-  assert not (tmp_path / "cache" / "toy" / "testing" / "8x12" / "1.frames.npy").exists()  # Failed before decoding.
+  assert not list((tmp_path / "cache").rglob("*.frames.npy"))  # Failed before decoding.
 
 
 def test_load_split_missing_cache_error(tmp_path):

@@ -20,19 +20,47 @@ Data config fields (see ``configs/``):
   synthetic: keyword arguments of `synthetic.make_benchmark` (without size).
   format: "cache" (default: frame cache of ``jaxvad prepare``) or "tfds" (a built jaxvad TFDS data set,
     read without TensorFlow; needs ``tfds_name``, e.g. "ucsd_ped2/256x256", and ``tfds_dir``).
+
+The frame cache is checked against its inputs on every load (``fingerprint.py``, one ``stat`` per file): a
+changed frame, label or mask file is re-prepared, a missing root is an error, and two roots never share a cache.
 """
 
 from __future__ import annotations
 
+import logging
 import pathlib
 
+from jaxvad.data import layout as layout_lib
 from jaxvad.data import prepare
 from jaxvad.data import raw_layouts
 from jaxvad.data import synthetic
 from jaxvad.data.errors import DataError
 from jaxvad.data.types import Split
+from jaxvad.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("training", "testing")
+FORMATS = ("cache", "tfds")
+
+
+def _check_choice(field: str, value, choices) -> None:
+  if value not in choices:
+    raise ConfigError(f"data.{field}={value!r} is not valid; use one of {', '.join(map(repr, choices))} "
+                      f"(--set data.{field}=...)")
+
+
+def validate(data_config) -> None:
+  """Refuses unknown enum values (format, layout, scene_rule) with the list of valid ones.
+
+  Raises:
+    ConfigError: naming the field, the value and the valid values.
+  """
+  _check_choice("format", data_config.get("format", "cache"), FORMATS)
+  _check_choice("layout", data_config.get("layout", "community"), raw_layouts.LAYOUTS)
+  _check_choice("scene_rule", data_config.get("scene_rule", "dataset"), layout_lib.SCENE_RULES)
+  if data_config.get("format", "cache") == "tfds" and not data_config.get("tfds_name", ""):
+    raise ConfigError("data.format='tfds' needs data.tfds_name (e.g. 'ucsd_ped2/256x256') and data.tfds_dir")
 
 
 def _root(data_config) -> pathlib.Path:
@@ -54,12 +82,16 @@ def _optional_path(root: pathlib.Path, rel: str, layout: str = "community") -> p
 
 
 def prepare_from_config(data_config, splits=SPLITS, progress: bool = True) -> list[pathlib.Path]:
-  """Decodes and caches the splits of a real (or written synthetic) data set; resumable."""
+  """Decodes and caches the splits of a real (or written synthetic) data set; resumable; redoes what changed."""
+  validate(data_config)
   root = _root(data_config)
   size = tuple(data_config.size)
   layout = data_config.get("layout", "community")
   out = []
   for split in splits:
+    legacy = pathlib.Path(data_config.cache_dir) / data_config.dataset / split / f"{size[0]}x{size[1]}"
+    if (legacy / prepare.INDEX).is_file():
+      log.info("%s is a cache of an older jaxvad (no fingerprint): no longer read; delete it to free space", legacy)
     is_test = split == "testing"
     masks_dir = data_config.get("masks_dir", "") if layout == "community" else ""
     out.append(prepare.prepare_split(
@@ -75,6 +107,7 @@ def load(data_config, split: str, *, progress: bool = True) -> Split:
   """Returns one split for a data config, preparing the cache first if it is missing."""
   if split not in SPLITS:
     raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+  validate(data_config)
   size = tuple(data_config.size)
   if data_config.dataset == "synthetic" and not data_config.root:
     if size[0] != size[1]:
@@ -85,11 +118,9 @@ def load(data_config, split: str, *, progress: bool = True) -> Split:
     from jaxvad.data import tfds_source  # pylint: disable=g-import-not-at-top
     return select_scenes(tfds_source.load_split(data_config.tfds_name, data_config.tfds_dir, split, size=size,
                                                 dataset=data_config.dataset), data_config.get("scenes", ()))
-  index = prepare.cache_path(data_config.cache_dir, data_config.dataset, split, size) / prepare.INDEX
-  if not index.exists():
-    prepare_from_config(data_config, splits=(split,), progress=progress)
-  return select_scenes(prepare.load_split(data_config.cache_dir, data_config.dataset, split, size),
-                       data_config.get("scenes", ()))
+  # Always through prepare: it checks the cache against the inputs (stat only) and redoes what changed.
+  out_dir, = prepare_from_config(data_config, splits=(split,), progress=progress)
+  return select_scenes(prepare.load_dir(out_dir), data_config.get("scenes", ()))
 
 
 def select_scenes(split: Split, scenes) -> Split:
