@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import numpy as np
@@ -172,3 +173,19 @@ def test_real_ped2_video_01(ped2_root, tmp_path):
   assert video.frames.shape == (180, 64, 64, 3) and video.masks.shape == (180, 64, 64)
   assert int(video.labels.sum()) == 120 and video.labels[:60].sum() == 0  # UCSDped2.m: [61:180].
   assert (out / "01.frames.npy").is_file()
+
+
+def test_frame_of_another_size_warns_once_naming_the_file(tmp_path, caplog):
+  root = _make_root(tmp_path, lengths=(4,))
+  d = root / "testing" / "frames" / "1"
+  for name in ("001.png", "003.png"):  # Two odd frames in one video: one warning, naming the first.
+    Image.fromarray(np.full((20, 30), 7, np.uint8)).save(d / name)
+  with caplog.at_level(logging.WARNING, logger="jaxvad.data.decode"):
+    frames = read_frames(discover(root, "testing")[0], SIZE)
+  assert frames.shape == (4, *SIZE, 3) and frames[1].max() == 7
+  warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+  assert len(warnings) == 1 and "001.png is 20x30 (HxW)" in warnings[0] and "16x24" in warnings[0]
+  caplog.clear()
+  with caplog.at_level(logging.WARNING, logger="jaxvad.data.decode"):
+    read_frames(discover(_make_root(tmp_path / "ok"), "testing")[0], SIZE)
+  assert not caplog.records  # Same-size frames: silent.

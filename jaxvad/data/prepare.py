@@ -102,7 +102,7 @@ def _select(entries: list[VideoEntry], videos: Sequence[str] | None, root: pathl
 
 
 def _fresh(path: pathlib.Path, expected: dict, n: int | None = None) -> int | None:
-  """Frame count of a cached array whose sidecar matches ``expected`` (and whose length is ``n`` if given), else None."""
+  """Length of a cached array whose sidecar matches ``expected`` (and whose length is ``n`` if given), else None."""
   if fingerprint.read_sidecar(path) != expected:
     return None
   got = _cached_len(path)
