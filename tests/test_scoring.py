@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 
@@ -206,3 +207,45 @@ def test_unknown_score_name_is_a_config_error():
   vs = scoring.score_split(_split([5]), FakeModel(), t=T, batch_size=4, progress=False)
   with pytest.raises(ConfigError, match=r"eval.score_weights names score 'feature_eror'.*\['feature_error', 'psnr'\]"):
     scoring.evaluate_scores(vs, score_weights={"psnr": 1.0, "feature_eror": 1.0})
+
+
+def _tiny_run(tmp_path, labels):
+  """A 16x16 community data set, the baseline trained for 2 steps on it; returns (config, workdir)."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  from jaxvad import config_lib, pipeline  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  root = tmp_path / "data"
+  for split, n in (("training", 8), ("testing", 8)):
+    d = root / split / "frames" / "01"
+    d.mkdir(parents=True)
+    for i in range(n):
+      Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(d / f"{i:03d}.png")
+  np.save(root / "labels.npy", np.asarray(labels, np.int64)[None])
+  config = config_lib.apply_overrides(config_lib.load_config("configs/baseline.py:ped2_cpu"), [
+      f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}", "data.labels=labels.npy", "data.masks_dir=",
+      "data.size=[16,16]", "model.width=0.0625", "train.num_steps=2", "train.batch_size=2", "eval.batch_size=4",
+      "train.log_every=1", "train.checkpoint_every=2"])
+  pipeline.train(config, tmp_path / "run", progress=False)
+  return config, tmp_path / "run"
+
+
+@pytest.mark.slow  # Trains for 2 steps (~40 s of CPU); the fast tests above cover scoring itself.
+def test_pipeline_one_class_labels_write_scores_and_nan_parameters_give_one_line(tmp_path, monkeypatch):
+  from jaxvad import pipeline  # pylint: disable=import-outside-toplevel
+  import jax  # pylint: disable=import-outside-toplevel
+  config, workdir = _tiny_run(tmp_path, [0] * 8)
+  res = pipeline.evaluate(config, workdir, progress=False)
+  assert res["auc"] is None and "only [0]" in res["auc_note"]
+  out = workdir / "eval"
+  assert (out / "scores.npz").is_file() and len((out / "frames.csv").read_text().splitlines()) == 1 + 8 - config.data.t
+  assert json.loads((out / "results.json").read_text())["auc"] is None
+
+  restore = pipeline.restore_variables
+
+  def nan_restore(*a, **kw):
+    mdef, variables, step = restore(*a, **kw)
+    return mdef, jax.tree.map(lambda x: x * np.nan, variables), step
+  monkeypatch.setattr(pipeline, "restore_variables", nan_restore)
+  with pytest.raises(NonFiniteError, match=r"psnr scores of video 01 are non-finite") as info:
+    pipeline.evaluate(config, workdir, progress=False)
+  assert "\n" not in str(info.value)
