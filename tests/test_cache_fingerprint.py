@@ -126,7 +126,7 @@ def test_other_root_with_the_same_dataset_name_reads_its_own_data(tmp_path):
   assert len(list((cache / "ped2").iterdir())) == 2  # ped2-<hash of a>, ped2-<hash of b>.
 
 
-def test_legacy_cache_without_fingerprint_is_rebuilt(tmp_path):
+def test_legacy_cache_without_fingerprint_is_rebuilt(tmp_path, caplog):
   root = _write_root(tmp_path / "toy")
   config = _config(root, tmp_path / "cache")
   out = prepare.cache_path(config.cache_dir, "ped2", "testing", (SIZE, SIZE), root)
@@ -138,6 +138,12 @@ def test_legacy_cache_without_fingerprint_is_rebuilt(tmp_path):
   (out / "index.json").write_text(json.dumps({k: index[k] for k in ("dataset", "split", "size", "videos")}
                                              | {"format": 1}))
   assert _levels(sources.load(config, "testing", progress=False))[0] == [20, 40, 60, 80]
+  old_layout = tmp_path / "cache" / "ped2" / "testing" / f"{SIZE}x{SIZE}"  # Where older jaxvad cached.
+  old_layout.mkdir(parents=True)
+  (old_layout / "index.json").write_text("{}")
+  with caplog.at_level(logging.INFO, logger="jaxvad.data.sources"):
+    assert _levels(sources.load(config, "testing", progress=False))[0] == [20, 40, 60, 80]
+  assert f"{old_layout} is a cache of an older jaxvad" in caplog.text
 
 
 @pytest.mark.parametrize("field,value,valid", [("format", "tdfs", "'cache', 'tfds'"),
