@@ -98,7 +98,7 @@ def evaluate(config, workdir, *, progress: bool = True) -> dict:
     dist = pgm.distances_report(mdef.module, variables, split, config.data.t, batch_size=config.eval.batch_size)
     if dist is not None:
       atomic_write_text(out / "distances.json", json.dumps(dist, indent=2))
-  if config.eval.plots and video_scores.labels is not None:
+  if config.eval.plots and video_scores.labels is not None and results["auc"] is not None:  # One class: no ROC.
     _plots(out, split, video_scores, results, mdef, variables, config)
   summary = {k: results.get(k) for k in ("auc", "auc_smoothed", "per_video_auc", "pixel_auc")}
   log.info("%s on %s: %s; %s", config.model.name, split.dataset,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import numpy as np
@@ -12,7 +13,7 @@ from PIL import Image
 from jaxvad.data.decode import read_frames
 from jaxvad.data.errors import DataError
 from jaxvad.data.layout import VideoEntry, discover
-from jaxvad.data.prepare import load_split, prepare_split, read_split
+from jaxvad.data.prepare import cache_path, load_split, prepare_split, read_split
 
 SIZE = (8, 12)
 
@@ -77,7 +78,8 @@ def test_prepare_load_round_trip_equals_read_split(tmp_path):
   masks = _masks(tmp_path, [3])  # Only video "1" has masks.
   out = prepare_split(root, "testing", tmp_path / "cache", dataset="toy", size=SIZE, labels=labels,
                       masks_dir=masks, progress=False)
-  assert out == tmp_path / "cache" / "toy" / "testing" / "8x12"
+  assert out == cache_path(tmp_path / "cache", "toy", "testing", SIZE, root)
+  assert out.parent.parent.parent == tmp_path / "cache" / "toy" and out.parent.parent.name.startswith("toy-")
   index = json.loads((out / "index.json").read_text())
   assert index["size"] == [8, 12] and [v["num_frames"] for v in index["videos"]] == [3, 4]
   assert [(v["has_labels"], v["has_masks"]) for v in index["videos"]] == [(True, True), (True, False)]
@@ -118,7 +120,7 @@ def test_label_frame_count_mismatch_error(tmp_path):
     with pytest.raises(DataError, match=r"label count mismatch in .*labels\.npy: 6 labels but 7 frames") as info:
       fn(*args, dataset="toy", size=SIZE, labels=labels)
     assert "\n" not in str(info.value)
-  assert not (tmp_path / "cache" / "toy" / "testing" / "8x12" / "1.frames.npy").exists()  # Failed before decoding.
+  assert not list((tmp_path / "cache").rglob("*.frames.npy"))  # Failed before decoding.
 
 
 def test_load_split_missing_cache_error(tmp_path):
@@ -171,3 +173,19 @@ def test_real_ped2_video_01(ped2_root, tmp_path):
   assert video.frames.shape == (180, 64, 64, 3) and video.masks.shape == (180, 64, 64)
   assert int(video.labels.sum()) == 120 and video.labels[:60].sum() == 0  # UCSDped2.m: [61:180].
   assert (out / "01.frames.npy").is_file()
+
+
+def test_frame_of_another_size_warns_once_naming_the_file(tmp_path, caplog):
+  root = _make_root(tmp_path, lengths=(4,))
+  d = root / "testing" / "frames" / "1"
+  for name in ("001.png", "003.png"):  # Two odd frames in one video: one warning, naming the first.
+    Image.fromarray(np.full((20, 30), 7, np.uint8)).save(d / name)
+  with caplog.at_level(logging.WARNING, logger="jaxvad.data.decode"):
+    frames = read_frames(discover(root, "testing")[0], SIZE)
+  assert frames.shape == (4, *SIZE, 3) and frames[1].max() == 7
+  warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+  assert len(warnings) == 1 and "001.png is 20x30 (HxW)" in warnings[0] and "16x24" in warnings[0]
+  caplog.clear()
+  with caplog.at_level(logging.WARNING, logger="jaxvad.data.decode"):
+    read_frames(discover(_make_root(tmp_path / "ok"), "testing")[0], SIZE)
+  assert not caplog.records  # Same-size frames: silent.

@@ -91,7 +91,7 @@ def test_avenue_videos_and_volLabel_masks(tmp_path, monkeypatch, write_video):
   m = np.asarray(test.videos[1].masks)
   assert m.shape == (2, *SIZE) and m[0, :4, :4].min() == 255 and m[0, 4:].max() == 0 and m[1].max() == 0
 
-  (cache / "avenue" / "testing" / "16x16" / "02.frames.npy").unlink()  # Resume: only the missing video decodes.
+  prepare.cache_path(cache, "avenue", "testing", SIZE, root, "avenue").joinpath("02.frames.npy").unlink()  # Resume: only the missing video decodes.
   decoded = []
   write = prepare._write_frames  # pylint: disable=protected-access
   monkeypatch.setattr(prepare, "_write_frames", lambda e, *a: decoded.append(e.name) or write(e, *a))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 
 from jaxvad.data.types import Split
 from jaxvad.data.types import VideoData
+from jaxvad.errors import ConfigError, NonFiniteError, UserError
 from jaxvad.evaluate import scoring
 
 T = 2
@@ -148,3 +151,101 @@ def test_first_window_and_merge_match_one_pass():
     for a, b in zip(merged.scores[k], whole.scores[k]):
       np.testing.assert_array_equal(a, b)
   assert scoring.evaluate_scores(merged)["auc"] == scoring.evaluate_scores(whole)["auc"]
+
+
+def test_one_class_labels_give_auc_none_with_a_note_and_scores_are_written(tmp_path, caplog):
+  from jaxvad.evaluate import report  # pylint: disable=import-outside-toplevel
+  for value in (0, 1):
+    split = _split([6, 5])
+    for v in split.videos:
+      v.labels = np.full(v.num_frames, value, np.int8)
+    vs = scoring.score_split(split, FakeModel(), t=T, batch_size=4, keep_error_maps=True, progress=False)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="jaxvad.evaluate.scoring"):
+      res = scoring.evaluate_scores(vs, smooth=True)
+    assert res["auc"] is None and res["auc_smoothed"] is None and res["per_video_auc"] is None
+    assert f"only [{value}]" in res["auc_note"] and "undefined" in res["auc_note"]
+    assert res["auc_note"] in caplog.text
+    out = tmp_path / f"eval{value}"
+    paths = report.save_scores(out, vs, res)
+    loaded = report.load_scores(out)
+    np.testing.assert_allclose(loaded["scores"]["anomaly"][1], res["frame_scores"]["anomaly"][1])
+    assert [lab.tolist() for lab in loaded["labels"]] == [[value] * 4, [value] * 3]
+    assert len(paths["csv"].read_text().splitlines()) == 1 + 4 + 3
+    assert loaded["results"]["auc"] is None and "undefined" in loaded["results"]["auc_note"]
+
+
+def test_nan_scores_are_one_line_nonfinite_error_naming_the_video():
+  def nan_in_second_video(windows):
+    out = FakeModel()(windows)
+    v_in = np.rint((windows[:, T - 1, 0, 0, 0] + 1.0) * 127.5).astype(int)
+    out["pred"] = np.where((v_in >= 10)[:, None, None, None], np.nan, out["pred"]).astype(np.float32)
+    return out
+
+  vs = scoring.score_split(_split([5, 6]), nan_in_second_video, t=T, batch_size=4, progress=False)
+  with pytest.raises(NonFiniteError, match=r"psnr scores of video v1 are non-finite \(4 of 4 frames") as info:
+    scoring.evaluate_scores(vs)
+  assert isinstance(info.value, UserError) and "\n" not in str(info.value)
+  assert "parameters (checkpoint) are non-finite" in str(info.value)
+
+
+def test_pixel_auc_dropped_for_a_video_without_masks_is_said(caplog):
+  split = _split([6, 5, 5])
+  split.videos[1].masks = None
+  vs = scoring.score_split(split, FakeModel(), t=T, batch_size=4, keep_error_maps=True, progress=False)
+  with caplog.at_level(logging.WARNING, logger="jaxvad.evaluate.scoring"):
+    res = scoring.evaluate_scores(vs)
+  assert res["pixel_auc"] is None and res["auc"] is not None
+  assert "1 of 3 test videos have no pixel masks (v1)" in res["pixel_auc_note"]
+  assert res["pixel_auc_note"] in caplog.text
+  full = scoring.evaluate_scores(scoring.score_split(_split([6, 5, 5]), FakeModel(), t=T, batch_size=4,
+                                                     keep_error_maps=True, progress=False))
+  assert full["pixel_auc"] is not None and full["pixel_auc_note"] is None
+
+
+def test_unknown_score_name_is_a_config_error():
+  vs = scoring.score_split(_split([5]), FakeModel(), t=T, batch_size=4, progress=False)
+  with pytest.raises(ConfigError, match=r"eval.score_weights names score 'feature_eror'.*\['feature_error', 'psnr'\]"):
+    scoring.evaluate_scores(vs, score_weights={"psnr": 1.0, "feature_eror": 1.0})
+
+
+def _tiny_run(tmp_path, labels):
+  """A 16x16 community data set, the baseline trained for 2 steps on it; returns (config, workdir)."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  from jaxvad import config_lib, pipeline  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  root = tmp_path / "data"
+  for split, n in (("training", 8), ("testing", 8)):
+    d = root / split / "frames" / "01"
+    d.mkdir(parents=True)
+    for i in range(n):
+      Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(d / f"{i:03d}.png")
+  np.save(root / "labels.npy", np.asarray(labels, np.int64)[None])
+  config = config_lib.apply_overrides(config_lib.load_config("configs/baseline.py:ped2_cpu"), [
+      f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}", "data.labels=labels.npy", "data.masks_dir=",
+      "data.size=[16,16]", "model.width=0.0625", "train.num_steps=2", "train.batch_size=2", "eval.batch_size=4",
+      "train.log_every=1", "train.checkpoint_every=2"])
+  pipeline.train(config, tmp_path / "run", progress=False)
+  return config, tmp_path / "run"
+
+
+@pytest.mark.slow  # Trains for 2 steps (~40 s of CPU); the fast tests above cover scoring itself.
+def test_pipeline_one_class_labels_write_scores_and_nan_parameters_give_one_line(tmp_path, monkeypatch):
+  from jaxvad import pipeline  # pylint: disable=import-outside-toplevel
+  import jax  # pylint: disable=import-outside-toplevel
+  config, workdir = _tiny_run(tmp_path, [0] * 8)
+  res = pipeline.evaluate(config, workdir, progress=False)
+  assert res["auc"] is None and "only [0]" in res["auc_note"]
+  out = workdir / "eval"
+  assert (out / "scores.npz").is_file() and len((out / "frames.csv").read_text().splitlines()) == 1 + 8 - config.data.t
+  assert json.loads((out / "results.json").read_text())["auc"] is None
+
+  restore = pipeline.restore_variables
+
+  def nan_restore(*a, **kw):
+    mdef, variables, step = restore(*a, **kw)
+    return mdef, jax.tree.map(lambda x: x * np.nan, variables), step
+  monkeypatch.setattr(pipeline, "restore_variables", nan_restore)
+  with pytest.raises(NonFiniteError, match=r"psnr scores of video 01 are non-finite") as info:
+    pipeline.evaluate(config, workdir, progress=False)
+  assert "\n" not in str(info.value)

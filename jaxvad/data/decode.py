@@ -1,10 +1,13 @@
 """Decoding of image frames (PIL) and raw videos (PyAV) to resized uint8 RGB (SPEC 1.1, 1.3).
 
 Grayscale data (UCSD) is replicated to 3 channels by ``convert("RGB")``. Resizing uses PIL's bilinear filter.
+A frame whose native size differs from its video's first frame is resized like the others, with one warning per
+video naming the file.
 """
 
 from __future__ import annotations
 
+import logging
 import pathlib
 from collections.abc import Iterator
 
@@ -14,6 +17,8 @@ from PIL import Image
 from jaxvad.data.errors import DataError
 from jaxvad.data.layout import VideoEntry
 
+log = logging.getLogger(__name__)
+
 
 def _resize_rgb(img: Image.Image, size: tuple[int, int]) -> np.ndarray:
   """PIL image -> uint8 [H, W, 3] at size (H, W)."""
@@ -22,6 +27,16 @@ def _resize_rgb(img: Image.Image, size: tuple[int, int]) -> np.ndarray:
   if img.size != (w, h):
     img = img.resize((w, h), Image.BILINEAR)
   return np.asarray(img, np.uint8)
+
+
+def _read_image(path: str | pathlib.Path, size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+  """(uint8 [H, W, 3] resized, native (height, width)) of one image; DataError if unreadable."""
+  try:
+    with Image.open(path) as img:
+      img.load()
+      return _resize_rgb(img, size), (img.size[1], img.size[0])
+  except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    raise DataError(f"cannot read image {path}: {e}".splitlines()[0]) from None
 
 
 def read_image(path: str | pathlib.Path, size: tuple[int, int]) -> np.ndarray:
@@ -37,12 +52,7 @@ def read_image(path: str | pathlib.Path, size: tuple[int, int]) -> np.ndarray:
   Raises:
     DataError: the file is missing, corrupt or truncated.
   """
-  try:
-    with Image.open(path) as img:
-      img.load()
-      return _resize_rgb(img, size)
-  except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-    raise DataError(f"cannot read image {path}: {e}".splitlines()[0]) from None
+  return _read_image(path, size)[0]
 
 
 def _import_av():
@@ -91,9 +101,17 @@ def iter_frames(entry: VideoEntry, size: tuple[int, int]) -> Iterator[np.ndarray
   """
   if entry.kind == "video":
     yield from iter_video(entry.source, size)
-  else:
-    for f in entry.frames:
-      yield read_image(f, size)
+    return
+  first, warned = None, False
+  for f in entry.frames:
+    frame, native = _read_image(f, size)
+    if first is None:
+      first = native
+    elif native != first and not warned:
+      warned = True  # Once per video: a whole folder of odd frames is one problem.
+      log.warning("frame %s is %dx%d (HxW) but the first frame of %s is %dx%d; resized to %dx%d like the others "
+                  "(check that it belongs to this video)", f, *native, entry.source, *first, *size)
+    yield frame
 
 
 def read_frames(entry: VideoEntry, size: tuple[int, int] = (256, 256)) -> np.ndarray:

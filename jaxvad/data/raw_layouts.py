@@ -29,14 +29,29 @@ import numpy as np
 from PIL import Image
 
 from jaxvad.data.errors import DataError
+from jaxvad.errors import ConfigError
 from jaxvad.data.labels import load_pixel_masks
 from jaxvad.data.layout import VIDEO_EXTS, VideoEntry, discover, list_frames, natural_key
 
 LAYOUTS = ("community", "ucsd", "avenue", "shanghaitech", "ucf_crime")
 SPLITS = ("training", "testing")
 
-# (H, W) or None (native size) -> uint8 [N, H, W] masks, nonzero = abnormal.
-MaskLoader = Callable[[tuple[int, int] | None], np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskLoader:
+  """Loads one video's pixel masks: ``loader((H, W) or None) -> uint8 [N, H, W]``, nonzero = abnormal.
+
+  Attributes:
+    source: the file or folder the masks are read from (fingerprinted by the cache).
+    load: the reader.
+  """
+
+  source: pathlib.Path
+  load: Callable[[tuple[int, int] | None], np.ndarray]
+
+  def __call__(self, size: tuple[int, int] | None = None) -> np.ndarray:
+    return self.load(size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,12 +104,13 @@ def video_files(folder: pathlib.Path, scene: str | None = "0") -> list[VideoEntr
 
 def mask_folder_loaders(masks_dir: pathlib.Path, names, suffix: str = "") -> dict[str, MaskLoader]:
   """Loaders for per-video mask-image folders ``masks_dir/<video><suffix>/`` that exist."""
-  return {n: (lambda size, d=masks_dir / f"{n}{suffix}": load_pixel_masks(d, size))
-          for n in names if (masks_dir / f"{n}{suffix}").is_dir()}
+  dirs = {n: masks_dir / f"{n}{suffix}" for n in names}
+  return {n: MaskLoader(d, lambda size, d=d: load_pixel_masks(d, size)) for n, d in dirs.items() if d.is_dir()}
 
 
 def _npy_mask_loader(path: pathlib.Path) -> MaskLoader:
-  return lambda size: resize_masks((np.load(path, allow_pickle=False) != 0).astype(np.uint8) * 255, size)
+  return MaskLoader(path, lambda size: resize_masks((np.load(path, allow_pickle=False) != 0).astype(np.uint8) * 255,
+                                                    size))
 
 
 def _avenue_mask_loader(path: pathlib.Path) -> MaskLoader:
@@ -102,7 +118,7 @@ def _avenue_mask_loader(path: pathlib.Path) -> MaskLoader:
     import scipy.io  # pylint: disable=g-import-not-at-top
     vol = scipy.io.loadmat(str(path))["volLabel"].ravel()
     return resize_masks(np.stack([(np.asarray(m) != 0).astype(np.uint8) * 255 for m in vol]), size)
-  return load
+  return MaskLoader(path, load)
 
 
 def _ucsd(root: pathlib.Path, split: str, need_labels: bool) -> RawSplit:
@@ -196,7 +212,7 @@ def discover_split(root: str | pathlib.Path, split: str, layout: str = "communit
     ValueError: unknown layout or split.
   """
   if layout not in LAYOUTS:
-    raise ValueError(f"unknown data layout {layout!r}; expected one of {LAYOUTS}")
+    raise ConfigError(f"data.layout={layout!r} is not a known layout; use one of {', '.join(LAYOUTS)}")
   if split not in SPLITS:
     raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
   root = pathlib.Path(root)

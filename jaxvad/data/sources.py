@@ -21,19 +21,45 @@ Data config fields (see ``configs/``):
   format: "cache" (default: frame cache of ``jaxvad prepare``) or "tfds" (a jaxvad TFDS data set, built from
     ``root`` by ``prepare`` and read without TensorFlow; ``tfds_name`` / ``tfds_dir`` default to
     ``<builder>/<H>x<W>`` and $TFDS_DATA_DIR or ~/tensorflow_datasets, see ``tfds_source``).
+
+The frame cache is checked against its inputs on every load (``fingerprint.py``, one ``stat`` per file): a
+changed frame, label or mask file is re-prepared, a missing root is an error, and two roots never share a cache.
 """
 
 from __future__ import annotations
 
+import logging
 import pathlib
 
+from jaxvad.data import layout as layout_lib
 from jaxvad.data import prepare
 from jaxvad.data import raw_layouts
 from jaxvad.data import synthetic
 from jaxvad.data.errors import DataError
 from jaxvad.data.types import Split
+from jaxvad.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("training", "testing")
+FORMATS = ("cache", "tfds")
+
+
+def _check_choice(field: str, value, choices) -> None:
+  if value not in choices:
+    raise ConfigError(f"data.{field}={value!r} is not valid; use one of {', '.join(map(repr, choices))} "
+                      f"(--set data.{field}=...)")
+
+
+def validate(data_config) -> None:
+  """Refuses unknown enum values (format, layout, scene_rule) with the list of valid ones.
+
+  Raises:
+    ConfigError: naming the field, the value and the valid values.
+  """
+  _check_choice("format", data_config.get("format", "cache"), FORMATS)
+  _check_choice("layout", data_config.get("layout", "community"), raw_layouts.LAYOUTS)
+  _check_choice("scene_rule", data_config.get("scene_rule", "dataset"), layout_lib.SCENE_RULES)
 
 
 def _root(data_config) -> pathlib.Path:
@@ -59,6 +85,7 @@ def prepare_from_config(data_config, splits=SPLITS, progress: bool = True) -> li
 
   With ``data.format = "tfds"`` it builds the TFDS data set instead (both splits; returns its folder).
   """
+  validate(data_config)
   if data_config.get("format", "cache") == "tfds":
     from jaxvad.data import tfds_source  # pylint: disable=g-import-not-at-top
     return [tfds_source.build_from_config(data_config, progress=progress)]
@@ -67,6 +94,9 @@ def prepare_from_config(data_config, splits=SPLITS, progress: bool = True) -> li
   layout = data_config.get("layout", "community")
   out = []
   for split in splits:
+    legacy = pathlib.Path(data_config.cache_dir) / data_config.dataset / split / f"{size[0]}x{size[1]}"
+    if (legacy / prepare.INDEX).is_file():
+      log.info("%s is a cache of an older jaxvad (no fingerprint): no longer read; delete it to free space", legacy)
     is_test = split == "testing"
     masks_dir = data_config.get("masks_dir", "") if layout == "community" else ""
     out.append(prepare.prepare_split(
@@ -82,6 +112,7 @@ def load(data_config, split: str, *, progress: bool = True) -> Split:
   """Returns one split for a data config, preparing the cache first if it is missing."""
   if split not in SPLITS:
     raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+  validate(data_config)
   size = tuple(data_config.size)
   if data_config.dataset == "synthetic" and not data_config.root:
     if size[0] != size[1]:
@@ -92,11 +123,9 @@ def load(data_config, split: str, *, progress: bool = True) -> Split:
     from jaxvad.data import tfds_source  # pylint: disable=g-import-not-at-top
     return select_scenes(tfds_source.load_from_config(data_config, split, progress=progress),
                          data_config.get("scenes", ()))
-  index = prepare.cache_path(data_config.cache_dir, data_config.dataset, split, size) / prepare.INDEX
-  if not index.exists():
-    prepare_from_config(data_config, splits=(split,), progress=progress)
-  return select_scenes(prepare.load_split(data_config.cache_dir, data_config.dataset, split, size),
-                       data_config.get("scenes", ()))
+  # Always through prepare: it checks the cache against the inputs (stat only) and redoes what changed.
+  out_dir, = prepare_from_config(data_config, splits=(split,), progress=progress)
+  return select_scenes(prepare.load_dir(out_dir), data_config.get("scenes", ()))
 
 
 def select_scenes(split: Split, scenes) -> Split:

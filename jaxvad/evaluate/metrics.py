@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn import metrics as sk_metrics
 
+from jaxvad.errors import ConfigError
+
 MSE_FLOOR = 1e-10  # PSNR of an exact prediction is 100 dB instead of inf.
 
 # Polarity of the scores jaxvad models produce: True = high means normal.
@@ -28,6 +30,12 @@ HIGH_IS_NORMAL = {
     "compactness_error": False,
     "memory_distance": False,
 }
+
+
+class ScoreNameError(ConfigError, KeyError):
+  """A score name (``eval.score_weights``) that the scores do not have, or whose polarity is unknown."""
+
+  __str__ = Exception.__str__  # KeyError would quote the message.
 
 
 def psnr(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -141,9 +149,9 @@ def combine(
   combined = None
   for name, w in weights.items():
     if name not in scores:
-      raise KeyError(f"score {name!r} not available; have {sorted(scores)}")
+      raise ScoreNameError(f"score {name!r} not available; have {sorted(scores)}")
     if name not in polarity:
-      raise KeyError(f"polarity of score {name!r} unknown: pass high_is_normal={{{name!r}: True/False}}")
+      raise ScoreNameError(f"polarity of score {name!r} unknown: pass high_is_normal={{{name!r}: True/False}}")
     norm = minmax_per_video(scores[name])
     if not polarity[name]:
       norm = [1.0 - n for n in norm]

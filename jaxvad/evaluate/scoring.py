@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 import dataclasses
+import logging
 
 import numpy as np
 import tqdm
 
 from jaxvad.data.types import Split
+from jaxvad.errors import NonFiniteError
 from jaxvad.evaluate import metrics
+
+log = logging.getLogger(__name__)
 
 PredictFn = Callable[[np.ndarray], Mapping[str, np.ndarray]]
 
@@ -43,6 +47,7 @@ class VideoScores:
     error_maps: per-video float16 [n_i, H, W] squared error (frames in [0, 1]) averaged
       over channels, or None (keep_error_maps=False).
     masks: per-video uint8 [n_i, H, W] (= masks[t:]), or None if unavailable.
+    videos_without_masks: names of the videos that have no pixel masks (None: not recorded).
   """
 
   dataset: str
@@ -56,6 +61,7 @@ class VideoScores:
   error_maps: list[np.ndarray] | None = None
   masks: list[np.ndarray] | None = None
   first_window: int = 0
+  videos_without_masks: list[str] | None = None
 
   @property
   def num_scored(self) -> int:
@@ -180,6 +186,7 @@ def score_split(split: Split, predict_fn: PredictFn, *, t: int, batch_size: int 
       error_maps=error_maps,
       masks=[np.asarray(v.masks[skip:], np.uint8) for v in videos] if has_masks else None,
       first_window=first_window,
+      videos_without_masks=[v.name for v in videos if v.masks is None],
   )
 
 
@@ -205,7 +212,7 @@ def merge_video_scores(parts: list[VideoScores]) -> VideoScores:
       num_frames=cat("num_frames"), frame_index=cat("frame_index"),
       scores={k: [a for p in parts for a in p.scores[k]] for k in first.scores},
       labels=cat("labels"), error_maps=cat("error_maps"), masks=cat("masks"),
-      first_window=first.first_window)
+      first_window=first.first_window, videos_without_masks=cat("videos_without_masks"))
 
 
 def evaluate_scores(video_scores: VideoScores, *,
@@ -222,6 +229,10 @@ def evaluate_scores(video_scores: VideoScores, *,
   reported *beside* the raw ones. Pixel-level measures use the error maps (the
   frame-prediction error only), when both error maps and masks were kept.
 
+  Raises:
+    ScoreNameError: ``score_weights`` names a score that ``video_scores`` lacks (a ConfigError).
+    NonFiniteError: a score is NaN/Inf (non-finite model parameters); the message names the video.
+
   Returns:
     A dict. JSON-ready keys: "dataset", "t", "first_window", "num_videos", "num_frames_scored",
     "num_frames_dropped", "dropped_note", "score_weights", "high_is_normal", "auc",
@@ -229,13 +240,20 @@ def evaluate_scores(video_scores: VideoScores, *,
     "per_video" (list of {"name", "scene", "num_scored", "auc", "auc_smoothed"}); with
     smooth also "smoothing" ({"sigma", "taps", "padding"}), "auc_smoothed",
     "per_video_auc_smoothed"; with maps and masks "pixel_auc"
-    (else None). AUC keys are None when the videos have no labels.
+    (else None, with the reason in "pixel_auc_note", a warning when only some videos lack masks). AUC keys are
+    None when the videos have no labels, or when the labels hold one class only (then "auc_note" says so and a
+    warning is logged; the scores are still returned).
     Plus "frame_scores" (NOT JSON; `report.save_scores` writes it to scores.npz):
     {"normality", "anomaly"[, "anomaly_smoothed"]} -> per-video float64 arrays.
   """
   vs = video_scores
   weights = dict(score_weights or {"psnr": 1.0})
   polarity = {**metrics.HIGH_IS_NORMAL, **(high_is_normal or {})}
+  for name in weights:
+    if name not in vs.scores:
+      raise metrics.ScoreNameError(f"eval.score_weights names score {name!r}, which this model does not produce; "
+                                   f"use one of {sorted(vs.scores)}")
+  check_finite(vs, ["psnr", *weights])
   normality = metrics.combine(vs.scores, weights, polarity)
   total = float(sum(weights.values()))
   anomaly = [1.0 - n / total for n in normality]
@@ -260,9 +278,19 @@ def evaluate_scores(video_scores: VideoScores, *,
   if smooth:
     res["smoothing"] = {"sigma": sigma, "taps": taps, "padding": "nearest"}
     variants.append(("_smoothed", frame_scores["anomaly_smoothed"]))
+  one_class = None
+  if vs.labels is not None:
+    classes = np.unique(np.concatenate([np.ravel(y) for y in vs.labels]) if vs.labels else np.zeros(0))
+    if classes.size != 2:
+      one_class = classes.tolist()
+      res["auc_note"] = (f"frame AUC undefined: the labels of the {vs.num_scored} scored frames hold only "
+                         f"{one_class or 'no frames'} ({_class_words(one_class)}); scores are still written")
+      log.warning("%s", res["auc_note"])
   for suffix, scores in variants:
-    if vs.labels is None:
+    if vs.labels is None or one_class is not None:
       res["auc" + suffix] = res["per_video_auc" + suffix] = None
+      if not suffix and vs.labels is not None:
+        res["per_video_auc_num_used"], res["per_video_auc_num_skipped"] = 0, len(vs.names)
       continue
     res["auc" + suffix] = metrics.frame_auc(scores, vs.labels)
     pv = metrics.per_video_auc(scores, vs.labels)
@@ -278,10 +306,50 @@ def evaluate_scores(video_scores: VideoScores, *,
   # counts any hot pixel of a normal frame as a false positive, which on raw prediction-error maps
   # gives near-zero values (0.0015 for the Ped2 CPU baseline) that say nothing about localisation.
   res["pixel_auc"] = None
-  if vs.error_maps is not None and vs.masks is not None:
-    has_pos = any(bool(np.any(m)) for m in vs.masks)
-    has_neg = any(bool(np.any(np.asarray(m) == 0)) for m in vs.masks)
-    if has_pos and has_neg:
-      res["pixel_auc"] = metrics.pixel_auc(vs.error_maps, vs.masks, max_pixels)
+  res["pixel_auc_note"] = _pixel_auc_note(vs)
+  if res["pixel_auc_note"] is None:
+    res["pixel_auc"] = metrics.pixel_auc(vs.error_maps, vs.masks, max_pixels)
   res["frame_scores"] = frame_scores
   return res
+
+
+def _class_words(classes) -> str:
+  if classes == [0]:
+    return "every frame normal"
+  if classes == [1]:
+    return "every frame abnormal"
+  return "no labelled frame"
+
+
+def _pixel_auc_note(vs: VideoScores) -> str | None:
+  """Why the pixel AUC cannot be computed (warned when only some videos lack masks), or None when it can."""
+  missing = vs.videos_without_masks or []
+  if vs.masks is None and missing and len(missing) < len(vs.names):
+    shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+    note = (f"pixel_auc not computed: {len(missing)} of {len(vs.names)} test videos have no pixel masks "
+            f"({shown}); it needs masks for every video")
+    log.warning("%s", note)
+    return note
+  if vs.masks is None:
+    return "pixel_auc not computed: the test videos have no pixel masks"
+  if vs.error_maps is None:
+    return "pixel_auc not computed: error maps were not kept (keep_error_maps=False)"
+  has_pos = any(bool(np.any(m)) for m in vs.masks)
+  has_neg = any(bool(np.any(np.asarray(m) == 0)) for m in vs.masks)
+  if not (has_pos and has_neg):
+    note = f"pixel_auc undefined: the masks of the scored frames are all {'abnormal' if has_pos else 'normal'}"
+    log.warning("%s", note)
+    return note
+  return None
+
+
+def check_finite(video_scores: VideoScores, names) -> None:
+  """Raises `NonFiniteError` naming the first video whose scores hold NaN/Inf (a model with non-finite weights)."""
+  vs = video_scores
+  for name in dict.fromkeys(names):
+    for video, arr in zip(vs.names, vs.scores.get(name, [])):
+      bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+      if bad:
+        raise NonFiniteError(f"{name} scores of video {video} are non-finite ({bad} of {np.size(arr)} frames NaN/Inf): "
+                             f"the model's parameters (checkpoint) are non-finite; evaluate an earlier checkpoint "
+                             f"or retrain with a lower learning rate")
