@@ -14,6 +14,7 @@ import re
 from typing import Literal
 
 from jaxvad.data.errors import DataError
+from jaxvad.errors import ConfigError
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
 VIDEO_EXTS = frozenset({".avi", ".mp4", ".mkv", ".mov"})
@@ -130,7 +131,7 @@ def scene_of(video_name: str, rule: str) -> str:
     return video_name.split("_", 1)[0]
   if rule == "video":
     return video_name
-  raise ValueError(f"unknown scene rule {rule!r}; expected one of {SCENE_RULES}")
+  raise ConfigError(f"unknown scene rule {rule!r}; expected one of {SCENE_RULES}")
 
 
 def discover(root: str | pathlib.Path, split: str, scene_rule: str = "dataset") -> list[VideoEntry]:
@@ -152,7 +153,7 @@ def discover(root: str | pathlib.Path, split: str, scene_rule: str = "dataset") 
       or a frame folder is malformed (see ``list_frames``).
   """
   if scene_rule not in SCENE_RULES:
-    raise ValueError(f"unknown scene rule {scene_rule!r}; expected one of {SCENE_RULES}")
+    raise ConfigError(f"unknown scene rule {scene_rule!r}; expected one of {SCENE_RULES}")
   split_dir = pathlib.Path(root) / split
   frames_dir, videos_dir = split_dir / "frames", split_dir / "videos"
   expected = f"expected {frames_dir}/<video>/<frame>.jpg or {videos_dir}/<video>.avi"

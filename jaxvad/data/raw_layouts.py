@@ -31,6 +31,7 @@ from PIL import Image
 from jaxvad.data.errors import DataError
 from jaxvad.data.labels import load_pixel_masks
 from jaxvad.data.layout import VIDEO_EXTS, VideoEntry, discover, list_frames, natural_key
+from jaxvad.errors import ConfigError
 
 LAYOUTS = ("community", "ucsd", "avenue", "shanghaitech", "ucf_crime")
 SPLITS = ("training", "testing")
@@ -196,7 +197,7 @@ def discover_split(root: str | pathlib.Path, split: str, layout: str = "communit
     ValueError: unknown layout or split.
   """
   if layout not in LAYOUTS:
-    raise ValueError(f"unknown data layout {layout!r}; expected one of {LAYOUTS}")
+    raise ConfigError(f"unknown data layout {layout!r}; expected one of {LAYOUTS}")
   if split not in SPLITS:
     raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
   root = pathlib.Path(root)

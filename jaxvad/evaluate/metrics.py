@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn import metrics as sk_metrics
 
+from jaxvad.errors import ConfigError
+
 MSE_FLOOR = 1e-10  # PSNR of an exact prediction is 100 dB instead of inf.
 
 # Polarity of the scores jaxvad models produce: True = high means normal.
@@ -141,7 +143,7 @@ def combine(
   combined = None
   for name, w in weights.items():
     if name not in scores:
-      raise KeyError(f"score {name!r} not available; have {sorted(scores)}")
+      raise ConfigError(f"score {name!r} not available; have {sorted(scores)}")
     if name not in polarity:
       raise KeyError(f"polarity of score {name!r} unknown: pass high_is_normal={{{name!r}: True/False}}")
     norm = minmax_per_video(scores[name])
