@@ -104,6 +104,11 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   except SyntaxError as e:
     raise ConfigError(f"config file {path} is not valid Python (line {e.lineno}: {e.msg}); "
                       f"a config is a .py file defining get_config()") from None
+  except Exception as e:  # pylint: disable=broad-exception-caught
+    if path.resolve().parent == _shipped_dir().resolve():
+      raise  # A shipped config that fails is a bug in jaxvad: keep the traceback.
+    raise ConfigError(f"config file {path} fails to run ({type(e).__name__}: {e}); a config is a .py file "
+                      f"defining get_config()".splitlines()[0]) from None
   if not callable(getattr(module, "get_config", None)):
     raise ConfigError(f"config file {path} defines no get_config() function")
   return module.get_config(arg) if arg else module.get_config()
