@@ -314,12 +314,17 @@ def test_every_package_is_listed_in_pyproject():
 @pytest.mark.slow
 def test_wheel_install_finds_shipped_configs(tmp_path):
   """A regular (non-editable) install in a temporary venv: `--config configs/...` works from any folder."""
-  wheels = tmp_path / "wheels"
-  subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(REPO)], check=True)
+  src, wheels = tmp_path / "src", tmp_path / "wheels"  # Built from a copy: the build leaves nothing in the repo.
+  shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__",
+                                                           ".venv", ".ci-venv", "runs", "data_cache", "experiments"))
+  clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # pip must not see a jaxvad on the path.
+  subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(src)], check=True,
+                 env=clean)
   env_dir = tmp_path / "venv"
   venv.create(env_dir, with_pip=True)
   py = env_dir / "bin" / "python"
-  subprocess.run([py, "-m", "pip", "install", "--no-deps", "-q", *wheels.glob("jaxvad-*.whl")], check=True)
+  subprocess.run([py, "-m", "pip", "install", "--no-deps", "-q", *wheels.glob("jaxvad-*.whl")], check=True,
+                 env=clean)
   # The dependencies come from this interpreter's site-packages (PYTHONPATH processes no .pth files, so an
   # editable jaxvad there is not seen).
   import sysconfig  # pylint: disable=import-outside-toplevel
@@ -328,7 +333,9 @@ def test_wheel_install_finds_shipped_configs(tmp_path):
   work.mkdir()
   script = ("from jaxvad import config_lib; import jaxvad; c = config_lib.load_config('configs/meta.py:synthetic');"
             "print(jaxvad.__file__, c.model.name, config_lib.resolve_config_path('configs/pgm.py'))")
-  out = subprocess.run([py, "-c", script], cwd=work, env=env, capture_output=True, text=True, check=True).stdout
+  proc = subprocess.run([py, "-c", script], cwd=work, env=env, capture_output=True, text=True)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = proc.stdout
   assert str(env_dir) in out and " mpn " in out and "jaxvad/configs/pgm.py" in out
   out = subprocess.run([env_dir / "bin" / "jaxvad", "prepare", "--help"], cwd=work, env=env, capture_output=True,
                        text=True, check=True).stdout
