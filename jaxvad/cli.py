@@ -35,8 +35,9 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
   def _get_help_string(self, action):
     text = action.help or ""
-    if ("%(default)" not in text and action.default not in (None, False, [], argparse.SUPPRESS)
-        and action.option_strings):
+    default = action.default
+    if ("%(default)" not in text and action.option_strings and default is not None and default is not False
+        and default != [] and default is not argparse.SUPPRESS):
       text += " (default: %(default)s)"
     return text
 
@@ -141,7 +142,12 @@ def _sub(sub, name: str, help_text: str, description: str) -> argparse.ArgumentP
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="jaxvad", description=__doc__.split("\n\n")[0], formatter_class=_Formatter)
+  parser = argparse.ArgumentParser(
+      prog="jaxvad", formatter_class=_Formatter,
+      description="Video anomaly detection in JAX/Flax (MPN, PGM): data preparation, training, evaluation, "
+                  "few-shot scene adaptation.",
+      epilog="`jaxvad COMMAND --help` describes each command. With --workdir W and no --config, a command uses "
+             "W/config.json, the config W's run was made with (docs/usage.md). Quick start: jaxvad demo")
   parser.add_argument("-v", "--verbose", action="store_true", help="log debug information; errors keep their traceback")
   sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

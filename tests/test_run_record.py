@@ -279,7 +279,8 @@ def test_help_texts():
     for action in p._actions:  # pylint: disable=protected-access
       assert action.help, f"{name} {action.option_strings}"
   synth = subs["synth"].format_help()
-  assert "(default: 64)" in synth and "(default: 8)" in synth and "seed" in synth
+  assert "(default: 64)" in synth and "(default: 8)" in synth and "same seed" in synth and "(default: 0)" in synth
+  assert "(default: False)" not in synth and "(default: None)" not in subs["adapt"].format_help()
   for name in ("evaluate", "adapt"):
     text = subs[name].format_help()
     assert "resumes if present" not in text and "trained" in text
