@@ -250,6 +250,12 @@ def test_adapt_k_plus_t_is_one_line(tmp_path, capsys):
   assert_one_line_error(code, err, "01 has 8 frames", "K = 4", "K <= 3")
   code, err = run_cli(["adapt", "--workdir", str(tmp_path / "none"), "--video", str(video)], capsys)
   assert_one_line_error(code, err, "jaxvad meta")
+  # The meta workdir's record rules adapt and a resumed `jaxvad meta` too.
+  code, err = run_cli(["adapt", "--workdir", str(workdir), "--video", str(video), "--set", "data.size=(32,32)"],
+                      capsys)
+  assert_one_line_error(code, err, "data.size: [16, 16] -> [32, 32]")
+  code, err = run_cli(["meta", "--workdir", str(workdir), "--set", "meta.learning_rate=0.5"], capsys)
+  assert_one_line_error(code, err, "meta.learning_rate: 0.001 -> 0.5")
 
 
 # --- the CLI's error boundary and help -----------------------------------------------------------------------------
