@@ -56,5 +56,5 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
     c.data = config_lib.data_config(arg, size=256)
     c.train.num_epochs = PAPER_EPOCHS[arg]
   else:
-    raise ValueError(f"unknown variant {arg!r}; use quick, ped2_cpu or one of {sorted(PAPER_EPOCHS)}")
+    raise config_lib.ConfigError(f"unknown variant {arg!r}; use quick, ped2_cpu or one of {sorted(PAPER_EPOCHS)}")
   return c

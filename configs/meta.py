@@ -64,7 +64,7 @@ def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
     return c
   source, _, target = arg.partition("_")
   if source not in SOURCES or target not in TARGETS:
-    raise ValueError(f"unknown variant {arg!r}; use synthetic, synthetic_ped2 or <source>_<target> with "
+    raise config_lib.ConfigError(f"unknown variant {arg!r}; use synthetic, synthetic_ped2 or <source>_<target> with "
                      f"source in {sorted(SOURCES)} and target in {sorted(TARGETS)}")
   c = config_lib.load_config("configs/mpn.py:shanghaitech")
   if source == "ucf":

@@ -69,7 +69,7 @@ def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
     base = "ped2"
   else:
     known = [*BASE_VARIANTS, "ped2_ae", *SCORE_ROWS, *PLUGS, *PROTOTYPES]
-    raise ValueError(f"unknown variant {arg!r}; use one of {known}")
+    raise config_lib.ConfigError(f"unknown variant {arg!r}; use one of {known}")
   c = config_lib.load_config(f"configs/baseline.py:{base}")
   c.model.update(name="mpn", use_dpu=True, plug=1, num_prototypes=10,
                  lambda1=1.0, lambda2=0.01, gamma=1.0, compactness="sum",

@@ -65,7 +65,7 @@ def _parse(arg: str):
       return dataset, dict(num_items=n, use_memory=n > 0, use_dis=n > 0)
   known = [*BASE_VARIANTS, *(f"ped2_{a}" for a in ABLATION), *(f"ped2_n{n}" for n in MEMORY_SIZES),
            "avenue_<column>", "avenue_n<N>"]
-  raise ValueError(f"unknown variant {arg!r}; use one of {known}")
+  raise config_lib.ConfigError(f"unknown variant {arg!r}; use one of {known}")
 
 
 def get_config(arg: str = "quick") -> ml_collections.ConfigDict:

@@ -9,7 +9,7 @@ import pathlib
 import jax
 import numpy as np
 
-from jaxvad import config_lib
+from jaxvad import config_lib, preflight, run_record
 from jaxvad.data import sources
 from jaxvad.data.errors import DataError
 from jaxvad.evaluate import report, scoring
@@ -76,6 +76,8 @@ def evaluate(config, workdir, *, progress: bool = True) -> dict:
   for PGM with memory, distances.json (PGM Fig. 9).
   """
   workdir = pathlib.Path(workdir)
+  preflight.require_trained(workdir, "evaluate")  # Before any work; creates nothing.
+  run_record.check(workdir, config)  # Scored as trained: same data size, model...
   split = sources.load(config.data, "testing", progress=progress)
   mesh = mesh_lib.make_mesh(config.get("num_devices", None))
   mdef, variables, step = restore_variables(config, workdir, mesh, split.videos[0].frames.shape[1:3])

@@ -5,14 +5,13 @@ import json
 import os
 import pathlib
 import socket
-import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
 import pytest
 
+from conftest import run_watched
 from jaxvad.data import synthetic
 from jaxvad.data.windows import WindowSource
 from jaxvad.train import distributed
@@ -66,7 +65,8 @@ def test_process_rows_union_is_the_batch():
 
 
 WORKER = r"""
-import sys, pathlib
+import logging, sys, pathlib
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")  # Progress for the idle watchdog.
 import jax, numpy as np
 from jaxvad.train import distributed
 multi = distributed.initialize()
@@ -94,40 +94,32 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _launch(workdir, devices_per_process, total_devices, env_extra, script=WORKER):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO),
+def _command(workdir, devices_per_process, total_devices, env_extra, script=WORKER) -> dict:
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]),
              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}", **env_extra)
   for k in ("JAXVAD_COORDINATOR", "JAXVAD_NUM_PROCESSES", "JAXVAD_PROCESS_ID", "JAXVAD_DISTRIBUTED",
             "JAXVAD_LOCAL_DEVICE_IDS"):
     if k not in env_extra:
       env.pop(k, None)
-  return subprocess.Popen([sys.executable, "-c", script, str(workdir), str(total_devices)], cwd=REPO, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  return dict(args=[sys.executable, "-c", script, str(workdir), str(total_devices)], cwd=REPO, env=env)
 
 
 def _run_single_and_two_processes(tmp_path, script=WORKER) -> dict:
-  """Runs ``script`` as 1 process x 4 devices ("single") and 2 processes x 2 devices ("p0", "p1")."""
+  """Runs ``script`` as 1 process x 4 devices ("single") and 2 processes x 2 devices ("p0", "p1").
+
+  No fixed deadline: `conftest.run_watched` fails only when no process prints anything for
+  $JAXVAD_TEST_IDLE_TIMEOUT seconds (the workers log their progress), and kills every process group.
+  """
   port = _free_port()
-  procs = {"single": _launch(tmp_path / "single", 4, 4, {}, script)}
+  commands = {"single": _command(tmp_path / "single", 4, 4, {}, script)}
   for pid in range(2):
-    procs[f"p{pid}"] = _launch(tmp_path / "multi", 2, 4, {
+    commands[f"p{pid}"] = _command(tmp_path / "multi", 2, 4, {
         "JAXVAD_COORDINATOR": f"localhost:{port}", "JAXVAD_NUM_PROCESSES": "2", "JAXVAD_PROCESS_ID": str(pid)},
         script)
-  outputs = {}
-  deadline = time.monotonic() + 300
-  try:
-    for name, proc in procs.items():
-      outputs[name] = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))[0]
-  except subprocess.TimeoutExpired:
-    pytest.fail("a process timed out")
-  finally:
-    for proc in procs.values():  # Never leave a process behind, even on failure.
-      if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-  for name, proc in procs.items():
-    assert proc.returncode == 0, f"{name} failed:\n{outputs.get(name, '')[-3000:]}"
-  return outputs
+  results = run_watched(commands)
+  for name, (code, output) in results.items():
+    assert code == 0, f"{name} failed:\n{output[-3000:]}"
+  return {name: output for name, (_, output) in results.items()}
 
 
 def test_two_processes_match_one_process(tmp_path):
@@ -187,3 +179,27 @@ def test_meta_protocol_on_two_processes_matches_one_process(tmp_path):
   got = json.loads((tmp_path / "multi" / "fewshot" / "fewshot.json").read_text())
   for method, per_k in ref["auc"].items():
     np.testing.assert_allclose([got["auc"][method][k] for k in per_k], list(per_k.values()), rtol=0, atol=1e-4)
+
+
+def test_watchdog_kills_a_silent_process_group_and_its_children(tmp_path):
+  """A process that stops printing is reported as hung, and neither it nor its child survives."""
+  pid_file = tmp_path / "child.pid"
+  script = ("import subprocess, sys, time; c = subprocess.Popen(['sleep', '1000']); "
+            f"open({str(pid_file)!r}, 'w').write(str(c.pid)); print('started', flush=True); time.sleep(1000)")
+  with pytest.raises(pytest.fail.Exception, match="no output .* hung"):
+    run_watched({"hang": dict(args=[sys.executable, "-c", script])}, idle_timeout=3)
+  child = pathlib.Path(f"/proc/{int(pid_file.read_text())}/stat")
+  assert not child.exists() or child.read_text().rsplit(")", 1)[1].split()[0] == "Z"  # Gone (or a reaped-late zombie).
+
+
+def test_watchdog_lets_a_slow_process_that_prints_finish():
+  script = "import time\nfor i in range(12):\n  print(i, flush=True); time.sleep(0.25)\n"
+  (code, out), = run_watched({"slow": dict(args=[sys.executable, "-c", script])}, idle_timeout=2).values()
+  assert code == 0 and out.split() == [str(i) for i in range(12)]
+
+
+def test_watchdog_ends_the_peers_of_a_failed_process():
+  results = run_watched({"fails": dict(args=[sys.executable, "-c", "raise SystemExit(3)"]),
+                         "waits": dict(args=[sys.executable, "-c", "import time; time.sleep(1000)"])},
+                        idle_timeout=600)
+  assert results["fails"][0] == 3 and results["waits"][0] != 0

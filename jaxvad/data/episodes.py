@@ -12,6 +12,7 @@ import numpy as np
 from jaxvad.data.errors import DataError
 from jaxvad.data.types import Split, VideoData
 from jaxvad.data.windows import check_frame_shapes, gather_windows
+from jaxvad.errors import ConfigError
 
 
 def first_k_windows(video: VideoData, t: int, k: int) -> np.ndarray:
@@ -26,7 +27,7 @@ def first_k_windows(video: VideoData, t: int, k: int) -> np.ndarray:
     float32 [K, T+1, H, W, 3] in [-1, 1].
   """
   if k < 0:
-    raise ValueError(f"k must be >= 0, got {k}")
+    raise ConfigError(f"k must be >= 0, got {k}")
   if k > 0 and video.num_frames < k + t:
     raise DataError(f"video {video.name} has {video.num_frames} frames, too short for K = {k} shots of "
                     f"t+1 = {t + 1} frames (needs K + t = {k + t})")
@@ -71,7 +72,7 @@ class EpisodeSampler:
       scenes: scenes to sample from (default: all scenes of the split).
     """
     if t < 1 or k_support < 1 or n_query < 1:
-      raise ValueError(f"need t, k_support, n_query >= 1, got {t}, {k_support}, {n_query}")
+      raise ConfigError(f"need t, k_support, n_query >= 1, got {t}, {k_support}, {n_query}")
     self.split = split
     self.t = t
     self.k_support = k_support

@@ -116,7 +116,7 @@ def load(data_config, split: str, *, progress: bool = True) -> Split:
   size = tuple(data_config.size)
   if data_config.dataset == "synthetic" and not data_config.root:
     if size[0] != size[1]:
-      raise ValueError(f"synthetic scenes are square; got data.size={size}")
+      raise ConfigError(f"synthetic scenes are square; got data.size={size}")
     return select_scenes(synthetic.make_benchmark(size=size[0], **data_config.synthetic)[split],
                          data_config.get("scenes", ()))
   if data_config.get("format", "cache") == "tfds":

@@ -23,6 +23,7 @@ from jaxvad.data.synthetic_scenes import FOREIGN_SHAPES, REFERENCE_SIZE, SceneSp
 from jaxvad.data.synthetic_scenes import render_background, shape_coverage
 from jaxvad.data.synthetic_tracks import Track, anomaly_track, normal_tracks
 from jaxvad.data.types import Split, VideoData
+from jaxvad.errors import ConfigError
 
 ANOMALY_KINDS = ("speed", "appearance", "direction", "intrusion", "zigzag")
 DATASET_NAME = "synthetic"
@@ -101,9 +102,9 @@ def render_video(scene: SceneSpec, *, name: str, num_frames: int = 120, size: in
     object is visible) and uint8 masks [N, size, size] (255 on anomalous pixels); otherwise labels = masks = None.
   """
   if size < 16:
-    raise ValueError(f"size must be >= 16 px, got {size}")
+    raise ConfigError(f"size must be >= 16 px, got {size}")
   if num_frames < 1:
-    raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    raise ConfigError(f"num_frames must be >= 1, got {num_frames}")
   kinds = [anomaly] if isinstance(anomaly, str) else list(anomaly or [])
   for kind in kinds:
     if kind not in ANOMALY_KINDS:

@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from jaxvad.errors import ConfigError
+
 REFERENCE_SIZE = 64
 NORMAL_SHAPES = ("disc", "square", "pedestrian")
 # Shapes never used by normal objects of any scene: the appearance anomaly draws from these.
@@ -99,7 +101,7 @@ def make_scenes(num_scenes: int = 8, seed: int = 0) -> list[SceneSpec]:
     Scenes with ids "01", "02", ...
   """
   if num_scenes < 1:
-    raise ValueError(f"num_scenes must be >= 1, got {num_scenes}")
+    raise ConfigError(f"num_scenes must be >= 1, got {num_scenes}")
   rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5CE4E]))
   scenes = []
   for i in range(num_scenes):

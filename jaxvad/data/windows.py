@@ -15,6 +15,7 @@ import numpy as np
 
 from jaxvad.data.errors import DataError
 from jaxvad.data.types import Split, VideoData
+from jaxvad.errors import ConfigError
 
 
 def scale_frames(frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -94,7 +95,7 @@ class WindowSource:
 
   def __init__(self, split: Split, t: int = 4, stride: int = 1):
     if t < 1 or stride < 1:
-      raise ValueError(f"need t >= 1 and stride >= 1, got t = {t}, stride = {stride}")
+      raise ConfigError(f"need t >= 1 and stride >= 1, got t = {t}, stride = {stride}")
     self.split = split
     self.t = t
     self.stride = stride
@@ -156,7 +157,7 @@ class WindowSource:
   def steps_per_epoch(self, batch_size: int) -> int:
     """Full batches per epoch (the remainder is dropped)."""
     if batch_size < 1:
-      raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+      raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     if batch_size > len(self):
       raise DataError(f"batch size {batch_size} is larger than the {len(self)} windows of {self.name} "
                       f"(t = {self.t}, stride = {self.stride})")

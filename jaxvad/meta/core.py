@@ -19,6 +19,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from jaxvad.errors import ConfigError
+
 Params = Any
 TaskLoss = Callable[[Params, Params, jax.Array], jax.Array]
 
@@ -118,7 +120,7 @@ def adapt(task_loss: TaskLoss, theta: Params, alpha: Params, frozen: Params, sup
     theta_hat, shaped like theta.
   """
   if num_steps < 0:
-    raise ValueError(f"num_steps must be >= 0, got {num_steps}")
+    raise ConfigError(f"num_steps must be >= 0, got {num_steps}")
   if num_steps == 0 or support.shape[0] == 0:  # Static: K = 0 is the un-adapted model.
     return theta
 
@@ -179,7 +181,7 @@ def meta_loss(task_loss: TaskLoss, theta: Params, alpha: Params, frozen: Params,
   if batching == "unroll":
     losses = [one(jax.tree.map(lambda x, e=e: x[e], eps)) for e in range(num_episodes)]
     return sum(losses) / num_episodes
-  raise ValueError(f"batching must be one of {BATCHING}, got {batching!r}")
+  raise ConfigError(f"batching must be one of {BATCHING}, got {batching!r}")
 
 
 def outer_value_and_grad(task_loss: TaskLoss, theta: Params, alpha: Params, frozen: Params, episode: dict,
@@ -227,7 +229,7 @@ def meta_value_and_grad(task_loss: TaskLoss, theta: Params, alpha: Params, froze
     stacked = jax.vmap(one)(eps) if batching == "vmap" else jax.lax.map(one, eps)
     summed = jax.tree.map(lambda x: jnp.sum(x, axis=0), stacked)
   else:
-    raise ValueError(f"batching must be one of {BATCHING}, got {batching!r}")
+    raise ConfigError(f"batching must be one of {BATCHING}, got {batching!r}")
   return jax.tree.map(lambda x: x / num_episodes, summed)
 
 

@@ -21,6 +21,7 @@ from jaxvad.data.episodes import first_k_windows
 from jaxvad.data.types import Split
 from jaxvad.evaluate import scoring
 from jaxvad.meta import core
+from jaxvad.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class Adapter:
       return self._meta(theta, alpha, self.frozen, support)
     if method == "finetune":
       return self._finetune(theta, self.frozen, support)
-    raise ValueError(f"unknown adaptation method {method!r}; use meta or finetune")
+    raise ConfigError(f"unknown adaptation method {method!r}; use meta or finetune")
 
   def predict_fn(self, theta):
     """A `scoring.score_split` predict function for the adapted theta."""

@@ -8,7 +8,7 @@ import pathlib
 import jax
 import numpy as np
 
-from jaxvad import models
+from jaxvad import models, preflight, run_record
 from jaxvad.data import sources
 from jaxvad.data.layout import VideoEntry, list_frames
 from jaxvad.data.prepare import read_frames
@@ -36,10 +36,14 @@ def run(config, workdir, *, progress: bool = True) -> dict:
   table (per-video adaptation, small) is then computed by every process on its own devices. Writes ``workdir/fewshot/{fewshot.json, table.md}`` and per-(method, K) per-frame scores.
   """
   workdir = pathlib.Path(workdir)
+  run_record.check(workdir, config)
   source = sources.load(config.data, "training", progress=progress)
+  target = sources.load(config.target, "testing", progress=progress)  # Checked before any training.
+  preflight.check_video_lengths(target, t=config.data.t, k=max(config.fewshot.shots), what="the few-shot table")
+  if jax.process_index() == 0:
+    run_record.write_if_absent(workdir, config)  # A fresh run; an existing record is replaced only at the end.
   params = meta_train_lib.pretrain(config, workdir, source, progress=progress)
   theta, alpha, frozen = meta_train_lib.meta_train(config, workdir, source, params, progress=progress)
-  target = sources.load(config.target, "testing", progress=progress)
   table = fewshot.fewshot_table(_adapter(config, frozen), theta, alpha, target, t=config.data.t,
                                 shots=config.fewshot.shots, methods=config.fewshot.methods,
                                 batch_size=config.fewshot.batch_size,
@@ -58,6 +62,7 @@ def run(config, workdir, *, progress: bool = True) -> dict:
   table["alpha_mean"] = float(np.mean([np.mean(np.abs(a)) for a in jax.tree.leaves(alpha)]))
   table["source"], table["target"] = config.data.dataset, target.dataset
   atomic_write_json(out / "fewshot.json", table, indent=2)
+  run_record.write(workdir, config)
   atomic_write_text(out / "table.md", f"{text}\n\n{COLUMNS_NOTE}; {table['dropped_note']}.\n")
   print(f"\nFew-shot scene adaptation ({COLUMNS_NOTE}):\n{text}")
   return table
@@ -77,8 +82,9 @@ def adapt_and_score(config, workdir, video_dir, *, shots: int, method: str = "me
   remaining frames are scored. Writes ``scores.npz``, ``frames.csv``, ``results.json`` (frame-level AUC only
   when labels are known, which they are not here) and the score curve ``scores_p1.png`` to ``out``.
   """
-  theta, alpha, frozen = meta_train_lib.load_meta(config, workdir)
   video = load_video(video_dir, config.data.size)
+  preflight.check_video_lengths(Split("video", "testing", [video]), t=config.data.t, k=shots, what="adaptation")
+  theta, alpha, frozen = meta_train_lib.load_meta(config, workdir)
   split = Split("video", "testing", [video])
   vs = fewshot.score_video_adapted(_adapter(config, frozen), method, theta, alpha, split, 0, t=config.data.t,
                                    k=shots, first_window=shots, batch_size=config.fewshot.batch_size)

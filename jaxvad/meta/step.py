@@ -15,6 +15,7 @@ import optax
 
 from jaxvad.meta import core
 from jaxvad.train import mesh as mesh_lib
+from jaxvad.errors import ConfigError
 
 
 @flax.struct.dataclass
@@ -73,7 +74,7 @@ def make_meta_step(task_loss: core.TaskLoss, tx: optax.GradientTransformation, *
   """
 
   if hessian not in ("forward", "reverse"):
-    raise ValueError(f"hessian must be 'forward' or 'reverse', got {hessian!r}")
+    raise ConfigError(f"hessian must be 'forward' or 'reverse', got {hessian!r}")
 
   def objective(pair, frozen, episodes):
     theta, alpha = pair

@@ -29,6 +29,7 @@ from jaxvad.train import distributed
 from jaxvad.train import loop
 from jaxvad.train import mesh as mesh_lib
 from jaxvad.train.metrics_log import MetricsWriter
+from jaxvad.errors import NonFiniteError, WorkdirError
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def meta_train(config, workdir, split: Split, params, *, progress: bool = True):
         pending = []
         mean = {k: float(np.mean([m[k] for m in host])) for k in host[-1]}
         if not all(np.isfinite(v) for v in mean.values()):
-          raise FloatingPointError(f"non-finite meta-training metrics near step {done}: {mean}; "
+          raise NonFiniteError(f"non-finite meta-training metrics near step {done}: {mean}; "
                                    f"lower meta.learning_rate or meta.alpha_init")
         if writer is not None:
           writer.write(done, mean)
@@ -124,7 +125,7 @@ def load_meta(config, workdir):
   pre = ckpt.restore(state)
   ckpt.close()
   if pre is None:
-    raise FileNotFoundError(f"no pre-trained model in {workdir}/pretrain: run `jaxvad meta` first")
+    raise WorkdirError(f"no pre-trained model in {workdir}/pretrain: run `jaxvad meta` first")
   theta, frozen = core.split_params(jax.device_get(pre.params))
   tx = meta_step_lib.make_meta_optimizer(config.meta.learning_rate)
   target = meta_step_lib.init_meta_state(theta, core.init_alpha(theta, config.meta.alpha_init), tx)
@@ -132,6 +133,6 @@ def load_meta(config, workdir):
   meta = ckpt.restore(jax.device_put(target, mesh_lib.replicated(mesh)))
   ckpt.close()
   if meta is None:
-    raise FileNotFoundError(f"no meta-trained model in {workdir}/meta: run `jaxvad meta` first")
+    raise WorkdirError(f"no meta-trained model in {workdir}/meta: run `jaxvad meta` first")
   meta = jax.device_get(meta)
   return meta.theta, meta.alpha, frozen

@@ -17,6 +17,7 @@ from jaxvad.models import baseline
 from jaxvad.models import conv_impl
 from jaxvad.models import mpn
 from jaxvad.models import pgm
+from jaxvad.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,4 +59,4 @@ def build(model_config) -> ModelDef:
         rule_update=model_config.rule_update, grad_items=model_config.grad_items,
         update_scope=model_config.get("update_scope", "all"), dtype=dtype, conv=conv)
     return ModelDef(module, pgm.loss_fn, pgm.score_fn)
-  raise ValueError(f"unknown model {name!r}; known: baseline, mpn, pgm")
+  raise ConfigError(f"unknown model {name!r}; known: baseline, mpn, pgm")

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jaxvad.models import conv_impl
 from jaxvad.models.upsample import SubpixelConvTranspose
 from jaxvad.models.upsample import depth_to_space  # noqa: F401  (re-exported)
+from jaxvad.errors import ConfigError
 
 Dtype = Any
 
@@ -40,7 +41,7 @@ class Norm(nn.Module):
       return nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=x.dtype)(x)
     if self.kind == "group":
       return nn.GroupNorm(num_groups=min(32, x.shape[-1] // 2), dtype=x.dtype)(x)
-    raise ValueError(f"unknown normalisation {self.kind!r}; use none, batch or group")
+    raise ConfigError(f"unknown normalisation {self.kind!r}; use none, batch or group")
 
 
 class ConvBlock(nn.Module):
@@ -95,7 +96,7 @@ class Upsample(nn.Module):
                   conv_general_dilated=conv_impl.get(self.conv))(x)  # [B, H, W, 4C]
       x = depth_to_space(x, 2)  # [B, 2H, 2W, C]
     else:
-      raise ValueError(f"unknown upsampling {self.method!r}; use conv_transpose, "
+      raise ConfigError(f"unknown upsampling {self.method!r}; use conv_transpose, "
                        "conv_transpose_subpixel or subpixel")
     return nn.relu(Norm(self.norm)(x, train))
 

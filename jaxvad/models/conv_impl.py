@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxvad.errors import ConfigError
+
 IMPLS = ("xla", "im2col", "auto")
 
 
@@ -96,4 +98,4 @@ def get(name: str) -> Callable:
     return im2col_conv_general_dilated
   if name == "auto":
     return _auto
-  raise ValueError(f"model.conv must be one of {IMPLS}, got {name!r}")
+  raise ConfigError(f"model.conv must be one of {IMPLS}, got {name!r}")

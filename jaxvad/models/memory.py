@@ -33,6 +33,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxvad.errors import ConfigError
+
 EPS = 1e-12
 
 
@@ -86,7 +88,7 @@ def update(queries: jax.Array, items: jax.Array, scope: str = "all") -> jax.Arra
     assigned = jax.nn.one_hot(nearest(d), items.shape[0], dtype=v.dtype)  # [M, N]
     v = assigned * v / jnp.max(v, axis=0, keepdims=True)
   elif scope != "all":
-    raise ValueError(f"update scope must be one of {UPDATE_SCOPES}, got {scope!r}")
+    raise ConfigError(f"update scope must be one of {UPDATE_SCOPES}, got {scope!r}")
   return l2_normalize(items + jnp.einsum("mn,mc->nc", v, queries))  # [N, C]
 
 

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from jaxvad.models import backbone
 from jaxvad.models import baseline
 from jaxvad.models import dpu as dpu_lib
+from jaxvad.errors import ConfigError
 
 Dtype = Any
 PLUG_POINTS = (1, 2, 4, 8)
@@ -69,7 +70,7 @@ class MPN(nn.Module):
     ("normalcy_maps", "prototypes", "retrieval", "nearest", "features", "retrieved").
     """
     if self.plug not in PLUG_POINTS:
-      raise ValueError(f"plug must be one of {PLUG_POINTS}, got {self.plug}")
+      raise ConfigError(f"plug must be one of {PLUG_POINTS}, got {self.plug}")
     x = backbone.stack_frames(inputs).astype(self.dtype)  # [B, H, W, 3T]
     z, skips = backbone.Encoder(self.width, self.norm, self.dtype, conv=self.conv, name="encoder")(x, train)
     decoder = backbone.Decoder(self.width, self.norm, self.upsample, dtype=self.dtype, conv=self.conv,
@@ -109,7 +110,7 @@ def _decode_with_plug(decoder, unit, z, skips, train: bool, height: int):
   with nn.intercept_methods(plug_dpu):
     out = decoder(z, skips, train)  # [B, H, W, 128w]
   if "aux" not in captured:
-    raise ValueError(f"no decoder stage at height {height} to plug the DPU into")
+    raise ConfigError(f"no decoder stage at height {height} to plug the DPU into")
   return out, captured["aux"]
 
 
@@ -137,7 +138,7 @@ def loss_fn(pred: jax.Array, aux: dict, window: jax.Array, config) -> tuple[jax.
     # compactness_channels fixes the divisor (e.g. the reference's 128 at any width); None = C.
     l_c = l_c / (config.get("compactness_channels") or aux["features"].shape[-1])
   elif reduction != "sum":
-    raise ValueError(f"model.compactness must be 'sum' (SPEC 3.2, paper Eq. 6) or 'mean' (reference code), "
+    raise ConfigError(f"model.compactness must be 'sum' (SPEC 3.2, paper Eq. 6) or 'mean' (reference code), "
                      f"got {reduction!r}")
   l_d = jnp.mean(dpu_lib.diversity_error(aux["prototypes"], config.gamma))
   loss = l_fra + config.lambda1 * (l_c + config.lambda2 * l_d)

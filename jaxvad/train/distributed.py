@@ -26,6 +26,7 @@ from typing import Any
 import jax
 
 from jaxvad.train import mesh as mesh_lib
+from jaxvad.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +91,11 @@ def resolve(source: Any = None, environ: dict | None = None) -> dict | None:
   kwargs = {"coordinator_address": coordinator, "num_processes": num, "process_id": pid}
   missing = [k for k, v in kwargs.items() if v is None]
   if missing and not auto:
-    raise ValueError(f"multi-host set-up needs --coordinator, --num-processes and --process-id "
+    raise ConfigError(f"multi-host set-up needs --coordinator, --num-processes and --process-id "
                      f"(or ${ENV_COORDINATOR}, ${ENV_NUM_PROCESSES}, ${ENV_PROCESS_ID}); missing "
                      f"{', '.join(missing)}, or pass --distributed to auto-detect the rest")
   if pid is not None and num is not None and not 0 <= pid < num:
-    raise ValueError(f"process id {pid} is not in [0, {num})")
+    raise ConfigError(f"process id {pid} is not in [0, {num})")
   return {**{k: v for k, v in kwargs.items() if v is not None}, **local}
 
 
@@ -146,7 +147,7 @@ def local_rows(mesh, batch_size: int) -> slice | None:
     return None
   n = mesh.devices.size
   if batch_size % n:
-    raise ValueError(f"batch of {batch_size} does not split over {n} devices; use a multiple of {n}")
+    raise ConfigError(f"batch of {batch_size} does not split over {n} devices; use a multiple of {n}")
   index_map = mesh_lib.batch_sharding(mesh).addressable_devices_indices_map((batch_size,))
   bounds = sorted({(idx[0].start or 0, batch_size if idx[0].stop is None else idx[0].stop)
                    for idx in index_map.values()})

@@ -14,6 +14,7 @@ import numpy as np
 import tqdm
 
 from jaxvad import models
+from jaxvad import run_record
 from jaxvad.data.types import Split
 from jaxvad.data.windows import WindowSource
 from jaxvad.train import checkpoint as ckpt_lib
@@ -71,8 +72,7 @@ def train(config, workdir: str | pathlib.Path, split: Split, *, stop_after: int 
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   main = distributed.is_main_process()
-  if main:
-    atomic_write_text(workdir / "config.json", config.to_json_best_effort(indent=2))
+  run_record.check(workdir, config)  # A changed field that matters is refused; config.json is written after restore.
   source = WindowSource(split, t=config.data.t)
   batch_size = config.train.batch_size
   mesh = mesh_lib.make_mesh(config.get("num_devices", None))
@@ -84,6 +84,8 @@ def train(config, workdir: str | pathlib.Path, split: Split, *, stop_after: int 
   restored = ckpt.restore(state)
   if restored is not None:
     state = restored
+  if main:
+    run_record.write(workdir, config)
   start = int(state.step)
   total = num_train_steps(config, source)
   log.info("model %s: %d parameters; %d windows; steps %d -> %d on %d device(s) in %d process(es)",

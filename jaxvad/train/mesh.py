@@ -10,6 +10,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jaxvad.errors import ConfigError
+
 
 def make_mesh(num_devices: int | None = None) -> Mesh:
   """A mesh with one ``data`` axis over the first ``num_devices`` devices (default all).
@@ -19,11 +21,11 @@ def make_mesh(num_devices: int | None = None) -> Mesh:
   """
   devices = jax.devices()
   if num_devices is not None and jax.process_count() > 1 and num_devices != len(devices):
-    raise ValueError(f"num_devices = {num_devices} in a job of {jax.process_count()} processes: a multi-host "
+    raise ConfigError(f"num_devices = {num_devices} in a job of {jax.process_count()} processes: a multi-host "
                      f"mesh spans all {len(devices)} devices; unset num_devices")
   if num_devices is not None:
     if num_devices > len(devices):
-      raise ValueError(f"asked for {num_devices} devices, only {len(devices)} available")
+      raise ConfigError(f"asked for {num_devices} devices, only {len(devices)} available")
     devices = devices[:num_devices]
   return Mesh(np.asarray(devices), ("data",))
 
@@ -68,7 +70,7 @@ def shard_batch(batch: dict, mesh: Mesh, global_batch_size: int | None = None) -
   def put(x):
     b = x.shape[0] if global_batch_size is None else global_batch_size
     if b % n:
-      raise ValueError(f"batch of {b} does not split over {n} devices; use a multiple of {n}")
+      raise ConfigError(f"batch of {b} does not split over {n} devices; use a multiple of {n}")
     if not multi_process:
       if x.shape[0] != b:
         raise ValueError(f"host batch of {x.shape[0]} rows, expected the global batch of {b}")

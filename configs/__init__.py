@@ -1,0 +1,1 @@
+"""The shipped experiment configs (installed as the ``jaxvad.configs`` package)."""
