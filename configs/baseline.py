@@ -23,6 +23,7 @@ from jaxvad import config_lib
 PAPER_EPOCHS = {"ped1": 60, "ped2": 60, "avenue": 60, "shanghaitech": 10}
 # CPU-sized variants: data set and number of steps (64x64, width 0.25, sub-pixel upsampling, batch 8).
 CPU_VARIANTS = {"quick": ("synthetic", 500), "ped2_cpu": ("ped2", 5000)}
+VARIANTS = (*CPU_VARIANTS, *PAPER_EPOCHS)  # Every name get_config accepts.
 
 
 def get_config(arg: str = "quick") -> ml_collections.ConfigDict:

@@ -55,40 +55,60 @@ import ml_collections
 from jaxvad import config_lib
 
 BASE_VARIANTS = ("quick", "ped2_cpu", "ped1", "ped2", "avenue", "shanghaitech")
+FP, FR = {"psnr": 1.0}, {"feature_error": 1.0}
 BOTH = {"psnr": 1.0, "feature_error": 1.0}
 # Table 4 score rows: eval.score_weights of one trained Ped2 model.
-SCORE_ROWS = {"ped2_fp": {"psnr": 1.0}, "ped2_fr": {"feature_error": 1.0}}
-PLUGS = {f"ped2_plug{p}": p for p in (2, 4, 8)}  # Table 5.
-PROTOTYPES = {f"ped2_m{m}": m for m in (1, 5, 10, 20, 40)}  # Table 6.
+SCORE_ROWS = {"ped2_fp": FP, "ped2_fr": FR}
+PLUGS = {f"ped2_plug{p}": p for p in (2, 4, 8)}  # Table 5 (FR score; ``ped2_plug1`` = ped2 scored FR).
+PROTOTYPES = {f"ped2_m{m}": m for m in (1, 5, 10, 20, 40)}  # Table 6 (FR and FP rows).
+# L_c weighting, one rule for every variant: the reference code's mean over the DPU's channels at the
+# paper width (its MSELoss), i.e. the sum of Eq. 6 divided by the channel count of the decoder stage the
+# DPU reads at width 1.0. At width 1.0 this is exactly the reference; at width 0.25 it keeps the
+# reference's weight per unit-norm feature. Plug point -> channels at width 1.0 (`models.mpn`).
+PAPER_CHANNELS = {1: 128, 2: 128, 4: 256, 8: 512}
+# DPU attention kernel init std (a jaxvad choice, docs/mpn.md): chosen from the training metrics of
+# experiments/config_probe.py (mpn) at C = 128 and of the ped2_cpu runs at C = 32.
+ATTENTION_INIT_STD = 3.0
+VARIANTS = (*BASE_VARIANTS, "ped2_ae", *SCORE_ROWS, "ped2_plug1", *PLUGS,
+            *(f"{m}{s}" for m in PROTOTYPES for s in ("", "_fp", "_fr")))  # Every name get_config accepts.
+
+
+def _table6(arg: str):
+  """ped2_m<M>[_fp|_fr] -> (M, "fp" | "fr" | None), or None for other names."""
+  name, _, row = arg.rpartition("_") if arg.endswith(("_fp", "_fr")) else (arg, "", "")
+  return (PROTOTYPES[name], row or None) if name in PROTOTYPES else None
 
 
 def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
+  table6 = _table6(arg)
   if arg in BASE_VARIANTS:
     base = arg
-  elif arg == "ped2_ae" or arg in SCORE_ROWS or arg in PLUGS or arg in PROTOTYPES:
+  elif arg == "ped2_ae" or arg in SCORE_ROWS or arg in PLUGS or arg == "ped2_plug1" or table6:
     base = "ped2"
   else:
-    known = [*BASE_VARIANTS, "ped2_ae", *SCORE_ROWS, *PLUGS, *PROTOTYPES]
-    raise ValueError(f"unknown variant {arg!r}; use one of {known}")
+    raise ValueError(f"unknown variant {arg!r}; use one of {list(VARIANTS)}")
   c = config_lib.load_config(f"configs/baseline.py:{base}")
   c.model.update(name="mpn", use_dpu=True, plug=1, num_prototypes=10,
-                 lambda1=1.0, lambda2=0.01, gamma=1.0, compactness="sum",
-                 compactness_channels=None, attention_init_std=3.0)
+                 lambda1=1.0, lambda2=0.01, gamma=1.0, compactness="mean",
+                 compactness_channels=PAPER_CHANNELS[1], attention_init_std=ATTENTION_INIT_STD)
   c.eval.score_weights = dict(BOTH)
 
   if arg == "ped2_ae":
     c.model.use_dpu = False
-    c.eval.score_weights = {"psnr": 1.0}
+    c.eval.score_weights = dict(FP)
   elif arg in SCORE_ROWS:
     c.eval.score_weights = dict(SCORE_ROWS[arg])
     c.eval.out = f"eval_{arg.split('_')[1]}"  # Beside eval/ of the same trained model.
-  elif arg in PLUGS:
-    c.model.plug = PLUGS[arg]
-  elif arg in PROTOTYPES:
-    c.model.num_prototypes = PROTOTYPES[arg]
-  elif arg == "ped2_cpu":
-    # Width 0.25 has C = 32 channels. The reference weighs L_c as a mean over its C = 128
-    # channels; dividing by 128 here keeps that weight per unit-norm feature (the paper's
-    # sum, or a mean over 32, is 128x or 4x stronger). Derived, not tuned on test labels.
-    c.model.update(compactness="mean", compactness_channels=128)
+  elif arg in PLUGS or arg == "ped2_plug1":
+    c.model.plug = PLUGS.get(arg, 1)
+    c.model.compactness_channels = PAPER_CHANNELS[c.model.plug]
+    c.eval.score_weights = dict(FR)
+    if arg == "ped2_plug1":
+      c.eval.out = "eval_fr"  # Table 5's 1/1 column: the ped2 model scored FR.
+  elif table6:
+    m, row = table6
+    c.model.num_prototypes = m
+    c.eval.score_weights = dict(FP if row == "fp" else FR)
+    if row:
+      c.eval.out = f"eval_{row}"
   return c

@@ -57,5 +57,5 @@ def build(model_config) -> ModelDef:
         num_items=model_config.num_items, use_memory=model_config.use_memory, use_diff=model_config.use_diff,
         rule_update=model_config.rule_update, grad_items=model_config.grad_items,
         update_scope=model_config.get("update_scope", "all"), dtype=dtype, conv=conv)
-    return ModelDef(module, pgm.loss_fn, pgm.score_fn)
+    return ModelDef(module, pgm.loss_fn, pgm.score_fn, health_fn=pgm.health_fn)
   raise ValueError(f"unknown model {name!r}; known: baseline, mpn, pgm")
