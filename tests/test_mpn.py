@@ -1,5 +1,6 @@
 """MPN model: paper parameter counts, plug points, ablation, losses and score against NumPy, training."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -9,6 +10,7 @@ import pytest
 
 from jaxvad import config_lib
 from jaxvad.models import backbone, baseline, mpn
+from jaxvad.models import dpu as dpu_lib
 
 WIDTH = 0.0625
 CONFIG = ml_collections.ConfigDict(dict(lambda1=0.5, lambda2=0.1, gamma=1.0))
@@ -99,14 +101,36 @@ def test_plug_one_reads_decoder_output(tiny):
   assert aux["normalcy_maps"].shape == (2, 16, 16, 3)
 
 
-def test_plug_point_changes_the_prediction():
-  """Plug 2 puts F + F~ into the rest of the decoder (not a no-op on the output)."""
+# Decoder blocks in order (`backbone.Decoder`): ConvBlock_0 at 1/8 (512w channels), ConvBlock_1 at 1/4
+# (256w), ConvBlock_2 at 1/2 (128w). Table 5's plug point p puts the DPU on the block at 1/p.
+PLUG_BLOCKS = {8: ("ConvBlock_0", 512), 4: ("ConvBlock_1", 256), 2: ("ConvBlock_2", 128)}
+
+
+@pytest.mark.parametrize("plug", [2, 4, 8])
+def test_plug_point_feeds_f_plus_retrieved_into_the_rest_of_the_decoder(plug):
+  """A plugged MPN = the plain AE with, after the named decoder block, x <- x + DPU's x~ (the DPU applied
+  separately with the same parameters); F + F~ goes through the remaining layers (paper Sec. 3.1)."""
   x = _window(size=16)[:, :-1]
+  plugged = mpn.MPN(width=WIDTH, upsample="subpixel", num_prototypes=3, plug=plug)
   plain = mpn.MPN(width=WIDTH, upsample="subpixel", use_dpu=False)
-  plugged = mpn.MPN(width=WIDTH, upsample="subpixel", num_prototypes=3, plug=2)
   variables = _init(plugged, x)
-  without = {"params": {k: v for k, v in variables["params"].items() if k != "dpu"}}
-  assert not np.allclose(plugged.apply(variables, x)[0], plain.apply(without, x)[0])
+  block, channels = PLUG_BLOCKS[plug]
+  dpu_params = {"params": variables["params"]["dpu"]}
+  seen = {}
+
+  def insert_dpu(next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    if context.method_name == "__call__" and context.module.name == block and context.module.parent.name == "decoder":
+      seen["shape"] = out.shape
+      out, _ = dpu_lib.DPU(num_prototypes=3).apply(dpu_params, out)  # F + F~
+    return out
+
+  with nn.intercept_methods(insert_dpu):
+    ref = plain.apply({"params": {k: v for k, v in variables["params"].items() if k != "dpu"}}, x)[0]
+  pred, aux = plugged.apply(variables, x)
+  assert seen["shape"] == (2, 16 // plug, 16 // plug, backbone.scaled(channels, WIDTH))
+  assert aux["features"].shape == seen["shape"]
+  np.testing.assert_allclose(pred, ref, atol=1e-5)
 
 
 def test_without_dpu_is_the_baseline():
