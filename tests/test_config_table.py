@@ -178,3 +178,15 @@ def test_meta_rows(variant):
   if meta is META_PAPER:  # Pre-training as configs/mpn.py's paper rows; both sides at the paper size.
     _check(spec, {**_run(c), "target_size": tuple(c.target.size)},
            {**_paper(source, 1e-4, MPN_EPOCHS["shanghaitech"]), "target_size": (256, 256)})
+
+
+def test_meta_epoch_is_one_episode_per_source_video():
+  """num_epochs > 0: ceil(videos / episodes) meta-batches per epoch (ShanghaiTech: 330 videos, 10 episodes)."""
+  import types  # pylint: disable=import-outside-toplevel
+  from jaxvad.meta import train as meta_train  # pylint: disable=import-outside-toplevel
+  paper = config_lib.load_config("configs/meta.py:shanghaitech_ped2").meta
+  split = types.SimpleNamespace(videos=[None] * 330)
+  assert meta_train.num_meta_steps(paper, split) == 1000 * 33
+  assert meta_train.num_meta_steps(paper, types.SimpleNamespace(videos=[None] * 331)) == 1000 * 34
+  cpu = config_lib.load_config("configs/meta.py:synthetic").meta
+  assert meta_train.num_meta_steps(cpu, split) == 150  # num_epochs = 0: num_steps.

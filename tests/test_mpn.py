@@ -221,3 +221,22 @@ def test_short_training_decreases_loss(tiny, train_step):
 def test_invalid_plug_raises():
   with pytest.raises(ValueError, match="plug"):
     mpn.MPN(width=WIDTH, plug=3).init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 16, 16, 3)))
+
+
+def test_without_dpu_set_on_a_dpu_config_trains_and_evaluates(tmp_path):
+  """Table 1's "w/o DPU" figures: ``--set model.use_dpu=False`` on an MPN config runs end to end; the
+  feature score the model cannot produce is left out of eval.score_weights (and recorded)."""
+  import json  # pylint: disable=import-outside-toplevel
+  from jaxvad import cli  # pylint: disable=import-outside-toplevel
+  tiny = ["data.size=[32,32]", "data.synthetic.num_scenes=2", "data.synthetic.frames_per_video=16",
+          "data.synthetic.train_videos_per_scene=1", "data.synthetic.test_videos_per_scene=1",
+          "model.width=0.0625", "train.num_steps=2", "train.batch_size=2", "eval.batch_size=8",
+          "eval.plots=False", f"data.cache_dir={tmp_path / 'cache'}", "model.use_dpu=False"]
+  args = ["run", "--config", "configs/mpn.py:quick", "--workdir", str(tmp_path / "run"), "--no-progress"]
+  for item in tiny:
+    args += ["--set", item]
+  assert cli.main(args) == 0
+  results = json.loads((tmp_path / "run" / "eval" / "results.json").read_text())
+  assert results["score_weights"] == {"psnr": 1.0}
+  assert results["score_weights_absent"] == ["feature_error"]
+  assert 0.0 <= results["auc"] <= 1.0
