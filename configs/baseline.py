@@ -12,7 +12,8 @@ Variants (``get_config(arg)``):
   ped2 | ped1 | avenue | shanghaitech
              paper configuration: 256x256, full width, 3x3 transposed-conv upsampling (exact
              sub-pixel form), Adam 1e-4,
-             batch 4, 60 epochs (ShanghaiTech 10). Ped2: ~2 h on one A100-class GPU.
+             batch 4, 60 epochs (ShanghaiTech 10). Ped2: ~2 h on one A100-class GPU (an estimate;
+             nothing here was run on a GPU).
              jaxvad run --config configs/baseline.py:ped2 --workdir runs/ped2_baseline
 """
 

@@ -10,11 +10,16 @@ The paper states no number of epochs: 60 is used for every data set (MNAD's defa
 which PGM follows); this is a choice, not the paper's figure.
 Evaluation also writes eval/distances.json (Fig. 9: D_m, D_q) for models with memory.
 
-Variants (``get_config(arg)``); GPU runtimes are estimates (scaled from the baseline's
-~2 h Ped2 run on one A100-class GPU by training frames x epochs, x1.5 for the second decoder):
+Memory update rule (every variant, paper tables included): MNAD's nearest-query rule,
+``model.update_scope = "nearest"``. The paper's rule (Eq. 11, a softmax over all queries) collapses the
+memory in ~20 steps (quick config: 4 of 100 items in use, items' mean cosine to their mean 1.000, L_dis
+9-150, gradient norms 1e3-5e3; nearest rule: 17 items, 0.19, L_dis 0.004; docs/pgm.md). It stays as the
+``<variant>_paper_update`` variants (any variant with a memory, e.g. ``ped2_paper_update``,
+``ped2_mem_dis_paper_update``, ``ped2_n50_paper_update``), for comparison.
+
+Variants (``get_config(arg)``); GPU runtimes are estimates, not measurements (scaled from the baseline's
+~2 h Ped2 estimate on one A100-class GPU by training frames x epochs, x1.5 for the second decoder):
   quick      synthetic scenes, 64x64, width 0.25: the demo (measured in README).
-  (quick and ped2_cpu use MNAD's nearest-query memory update, ``model.update_scope = "nearest"``:
-  the paper's rule collapses the memory; the paper variants below keep the paper's rule.)
              jaxvad demo --models baseline,pgm
              (or: jaxvad train --config configs/pgm.py:quick --workdir runs/pgm_quick)
   ped2_cpu   real UCSD Ped2, 64x64, width 0.25, 5,000 steps: the CPU-sized check. Measured: frame AUC
