@@ -177,16 +177,15 @@ def test_compactness_mean_divides_by_channels(tiny):
     mpn.loss_fn(pred, aux, window, ml_collections.ConfigDict({**CONFIG.to_dict(), "compactness": "max"}))
 
 
-def test_cpu_config_weighs_compactness_like_the_reference_width(tiny):
-  """ped2_cpu (C = 32) divides L_c by the reference's 128 channels, whatever its own C."""
+@pytest.mark.parametrize("variant,channels", [("ped2_cpu", 128), ("ped2", 128), ("quick", 128),
+                                              ("ped2_plug2", 128), ("ped2_plug4", 256), ("ped2_plug8", 512)])
+def test_configs_weigh_compactness_like_the_reference_at_the_paper_width(tiny, variant, channels):
+  """One rule: L_c = the paper's channel sum / the DPU's channel count at width 1.0 (the reference's mean)."""
   _, _, window, pred, aux = tiny
-  cpu = config_lib.load_config("configs/mpn.py:ped2_cpu").model
-  paper = config_lib.load_config("configs/mpn.py:ped2").model
-  assert int(128 * paper.width) == cpu.compactness_channels == 128  # The reference's C.
-  assert int(128 * cpu.width) == 32
-  _, summed = mpn.loss_fn(pred, aux, window, paper)  # The paper's sum over channels.
-  _, weighted = mpn.loss_fn(pred, aux, window, cpu)
-  np.testing.assert_allclose(weighted["l_c"], summed["l_c"] / 128, rtol=1e-6)
+  config = config_lib.load_config(f"configs/mpn.py:{variant}").model
+  _, summed = mpn.loss_fn(pred, aux, window, ml_collections.ConfigDict({**CONFIG.to_dict(), "compactness": "sum"}))
+  _, weighted = mpn.loss_fn(pred, aux, window, config)
+  np.testing.assert_allclose(weighted["l_c"], summed["l_c"] / channels, rtol=1e-6)
 
 
 def test_without_dpu_loss_is_frame_loss_and_no_feature_score():
