@@ -10,6 +10,9 @@
         l_d, protos_used while training; plus, at init only, the largest normalcy-map weight at
         64x64 and at the paper's 256x256 (N = 65,536).
         -> experiments/results/probe_mpn_paper_width.json
+  mpn_init  init only, width 1.0: the largest normalcy-map weight (mean and max over the M maps) and
+        L_d at 64x64 and 256x256 for attention init std None (LeCun), 1 and 3.
+        -> experiments/results/probe_mpn_init.json
 
   PYTHONPATH=$PWD python experiments/config_probe.py pgm --steps 60
   JAXVAD_DATA=../shared/data PYTHONPATH=$PWD python experiments/config_probe.py mpn --steps 100
@@ -110,6 +113,29 @@ def _init_stats(config, windows: np.ndarray, seed: int = 0) -> dict:
           "positions": int(maps.shape[1] * maps.shape[2])}
 
 
+def probe_mpn_init(size: int) -> dict:
+  """Init only, paper width: how concentrated the normalcy maps start, per attention init std."""
+  out = {}
+  for res, videos in ((size, _ped2_videos(size, 4)), (256, _ped2_videos(256, 2))):
+    rng = np.random.default_rng(7)
+    windows = _windows(videos, 4, 2, rng)
+    for std in (None, 1.0, 3.0):
+      config = config_lib.load_config("configs/mpn.py:ped2")
+      config.model.update(attention_init_std=std, upsample="subpixel", conv="xla")
+      mdef = models.build(config.model)
+      x = jnp.asarray(windows[:, :-1])
+      variables = mdef.module.init(jax.random.PRNGKey(0), x, train=False)
+      _, aux = jax.jit(lambda v, x, m=mdef: m.module.apply(v, x, train=False))(variables, x)
+      maps = np.asarray(aux["normalcy_maps"]).reshape(2, -1, 10)  # [B, N, M]
+      top = maps.max(axis=1)  # [B, M] largest weight of each map
+      out[f"{res}_std{std}"] = {"positions": maps.shape[1], "mean_over_maps_of_max_weight": float(top.mean()),
+                                "max_over_maps_of_max_weight": float(top.max()),
+                                "l_d": float(jnp.mean(dpu_lib.diversity_error(aux["prototypes"])))}
+      print(res, std, json.dumps(out[f"{res}_std{std}"]))
+  return {"config": "configs/mpn.py:ped2 at init (width 1.0, C = 128, M = 10), 2 Ped2 training windows",
+          "runs": out}
+
+
 def probe_mpn(steps: int, size: int) -> dict:
   settings = [("sum", 3.0), ("mean", 3.0), ("mean", 1.0), ("mean", None)]
   videos = _ped2_videos(size, 4)
@@ -135,13 +161,15 @@ def probe_mpn(steps: int, size: int) -> dict:
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("part", choices=("pgm", "mpn"))
+  parser.add_argument("part", choices=("pgm", "mpn", "mpn_init"))
   parser.add_argument("--steps", type=int, default=None)
   parser.add_argument("--size", type=int, default=64)
   args = parser.parse_args()
   start = time.time()
   if args.part == "pgm":
     res, name = probe_pgm(args.steps or 60), "probe_pgm_update_scope.json"
+  elif args.part == "mpn_init":
+    res, name = probe_mpn_init(args.size), "probe_mpn_init.json"
   else:
     res, name = probe_mpn(args.steps or 100, args.size), "probe_mpn_paper_width.json"
   res.update(wall_s=time.time() - start, machine=platform.machine(), cpus=os.cpu_count(),
