@@ -239,3 +239,18 @@ def test_without_dpu_set_on_a_dpu_config_trains_and_evaluates(tmp_path):
   assert results["score_weights"] == {"psnr": 1.0}
   assert results["score_weights_absent"] == ["feature_error"]
   assert 0.0 <= results["auc"] <= 1.0
+
+
+def test_scores_a_model_without_dpu_with_the_terms_it_has():
+  """FP & FR weights on a DPU-less model's scores: PSNR alone (recorded); FR alone: a one-line ConfigError."""
+  from jaxvad.errors import ConfigError  # pylint: disable=import-outside-toplevel
+  from jaxvad.evaluate import scoring  # pylint: disable=import-outside-toplevel
+  psnr = [np.array([30.0, 20.0, 31.0, 29.0])]
+  vs = scoring.VideoScores(dataset="d", t=4, names=["v"], scenes=["s"], num_frames=[8],
+                           frame_index=[np.arange(4, 8)], scores={"psnr": psnr},
+                           labels=[np.array([0, 1, 0, 0], np.int8)])
+  res = scoring.evaluate_scores(vs, score_weights={"psnr": 1.0, "feature_error": 1.0})
+  assert res["score_weights"] == {"psnr": 1.0} and res["score_weights_absent"] == ["feature_error"]
+  assert res["auc"] == 1.0  # The low-PSNR frame is the abnormal one.
+  with pytest.raises(ConfigError, match="eval.score_weights"):
+    scoring.evaluate_scores(vs, score_weights={"feature_error": 1.0})
