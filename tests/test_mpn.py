@@ -254,3 +254,16 @@ def test_scores_a_model_without_dpu_with_the_terms_it_has():
   assert res["auc"] == 1.0  # The low-PSNR frame is the abnormal one.
   with pytest.raises(ConfigError, match="eval.score_weights"):
     scoring.evaluate_scores(vs, score_weights={"feature_error": 1.0})
+
+
+def test_health_fn_flags_collapsed_prototypes():
+  """Against the paper-width probe (docs/mpn.md): reference init l_d 0.998 warns, std 3 (0.092) does not."""
+  config = ml_collections.ConfigDict(dict(num_prototypes=10, gamma=1.0, attention_init_std=None))
+  warnings = mpn.health_fn({"l_d": 0.998, "protos_used": 2.6}, config)
+  assert len(warnings) == 1 and "collapse" in warnings[0] and "attention_init_std=None" in warnings[0]
+  assert mpn.health_fn({"l_d": 0.092, "protos_used": 7.0}, config) == []
+  assert mpn.health_fn({"l_fra": 0.01}, config) == []  # No DPU: nothing to check.
+  one = ml_collections.ConfigDict(dict(num_prototypes=1, gamma=1.0))
+  assert mpn.health_fn({"l_d": 1.0}, one) == []  # M = 1: L_d is 0 by definition, nothing to separate.
+  from jaxvad import models  # pylint: disable=import-outside-toplevel
+  assert models.build(config_lib.load_config("configs/mpn.py:quick").model).health_fn is mpn.health_fn

@@ -50,7 +50,7 @@ def build(model_config) -> ModelDef:
         num_prototypes=model_config.num_prototypes, plug=model_config.plug,
         use_dpu=model_config.use_dpu, attention_init_std=model_config.get("attention_init_std"),
         dtype=dtype, conv=conv)
-    return ModelDef(module, mpn.loss_fn, mpn.score_fn)
+    return ModelDef(module, mpn.loss_fn, mpn.score_fn, health_fn=mpn.health_fn)
   if name == "pgm":
     module = pgm.PGM(
         width=model_config.width, norm=model_config.norm, upsample=model_config.upsample,
