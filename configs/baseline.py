@@ -12,7 +12,8 @@ Variants (``get_config(arg)``):
   ped2 | ped1 | avenue | shanghaitech
              paper configuration: 256x256, full width, 3x3 transposed-conv upsampling (exact
              sub-pixel form), Adam 1e-4,
-             batch 4, 60 epochs (ShanghaiTech 10). Ped2: ~2 h on one A100-class GPU.
+             batch 4, 60 epochs (ShanghaiTech 10). Ped2: ~2 h on one A100-class GPU (an estimate;
+             nothing here was run on a GPU).
              jaxvad run --config configs/baseline.py:ped2 --workdir runs/ped2_baseline
 """
 
@@ -23,6 +24,7 @@ from jaxvad import config_lib
 PAPER_EPOCHS = {"ped1": 60, "ped2": 60, "avenue": 60, "shanghaitech": 10}
 # CPU-sized variants: data set and number of steps (64x64, width 0.25, sub-pixel upsampling, batch 8).
 CPU_VARIANTS = {"quick": ("synthetic", 500), "ped2_cpu": ("ped2", 5000)}
+VARIANTS = (*CPU_VARIANTS, *PAPER_EPOCHS)  # Every name get_config accepts.
 
 
 def get_config(arg: str = "quick") -> ml_collections.ConfigDict:

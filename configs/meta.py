@@ -20,8 +20,10 @@ Variants (``get_config(arg)``):
   shanghaitech_ped1 | shanghaitech_ped2 | shanghaitech_avenue   (source ShanghaiTech training scenes)
   ucf_ped1 | ucf_ped2 | ucf_avenue                              (source UCF-Crime normal videos, a scene each)
               jaxvad meta --config configs/meta.py:shanghaitech_ped2 --workdir runs/meta_sh_ped2
-              Expected runtime: pre-training as configs/mpn.py:shanghaitech (~36 h, estimate) plus
-              meta-training (1000 epochs of episodes; estimate several GPU-days); not run here.
+              Meta-training length: 1000 meta epochs (paper), a meta epoch being one episode per source
+              training video (ShanghaiTech: 330 videos = 33 meta-batches of 10 episodes, 33,000 steps).
+              Expected runtime, an estimate (nothing here was run on a GPU): pre-training as
+              configs/mpn.py:shanghaitech (~36 h) plus meta-training (several GPU-days).
 """
 
 import ml_collections
@@ -30,11 +32,16 @@ from jaxvad import config_lib
 
 TARGETS = {"ped1": "ped1", "ped2": "ped2", "avenue": "avenue"}
 SOURCES = {"shanghaitech": "shanghaitech", "ucf": "ucf_crime"}
+VARIANTS = ("synthetic", "synthetic_ped2", *(f"{s}_{t}" for s in SOURCES for t in TARGETS))  # Every accepted name.
 
 
 def _meta_fields(c, *, paper: bool) -> None:
   c.meta = dict(
-      num_steps=1000 if paper else 150,
+      # Length: a meta epoch is one episode per source training video (ceil(videos / episodes)
+      # meta-batches, `jaxvad.meta.train.num_meta_steps`); the paper's "1000 epochs". num_epochs = 0
+      # uses num_steps instead (the CPU-sized variants).
+      num_epochs=1000 if paper else 0,
+      num_steps=0 if paper else 150,
       episodes=10 if paper else 4,        # Episodes per meta-batch (paper: 10).
       k_support=1 if paper else 5,        # Support windows per episode while meta-training.
       n_query=1 if paper else 2,          # Query windows per episode.

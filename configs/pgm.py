@@ -10,11 +10,16 @@ The paper states no number of epochs: 60 is used for every data set (MNAD's defa
 which PGM follows); this is a choice, not the paper's figure.
 Evaluation also writes eval/distances.json (Fig. 9: D_m, D_q) for models with memory.
 
-Variants (``get_config(arg)``); GPU runtimes are estimates (scaled from the baseline's
-~2 h Ped2 run on one A100-class GPU by training frames x epochs, x1.5 for the second decoder):
+Memory update rule (every variant, paper tables included): MNAD's nearest-query rule,
+``model.update_scope = "nearest"``. The paper's rule (Eq. 11, a softmax over all queries) collapses the
+memory in ~20 steps (quick config: 4 of 100 items in use, items' mean cosine to their mean 1.000, L_dis
+9-150, gradient norms 1e3-5e3; nearest rule: 17 items, 0.19, L_dis 0.004; docs/pgm.md). It stays as the
+``<variant>_paper_update`` variants (any variant with a memory, e.g. ``ped2_paper_update``,
+``ped2_mem_dis_paper_update``, ``ped2_n50_paper_update``), for comparison.
+
+Variants (``get_config(arg)``); GPU runtimes are estimates, not measurements (scaled from the baseline's
+~2 h Ped2 estimate on one A100-class GPU by training frames x epochs, x1.5 for the second decoder):
   quick      synthetic scenes, 64x64, width 0.25: the demo (measured in README).
-  (quick and ped2_cpu use MNAD's nearest-query memory update, ``model.update_scope = "nearest"``:
-  the paper's rule collapses the memory; the paper variants below keep the paper's rule.)
              jaxvad demo --models baseline,pgm
              (or: jaxvad train --config configs/pgm.py:quick --workdir runs/pgm_quick)
   ped2_cpu   real UCSD Ped2, 64x64, width 0.25, 5,000 steps: the CPU-sized check. Measured: frame AUC
@@ -49,10 +54,22 @@ FULL_SCORE = {"psnr": 0.6, "memory_distance": 0.4}  # Eq. 25, gamma = 0.6.
 ABLATION = {"baseline": (False, False, False), "diff": (True, False, False), "mem": (False, True, False),
             "mem_dis": (False, True, True), "diff_mem": (True, True, False)}
 MEMORY_SIZES = (0, 25, 50, 100, 200)  # Table IV.
+# Memory update rule of every variant: MNAD's nearest-query rule. The paper's rule (Eq. 11, softmax over
+# all queries) collapses the memory (experiments/results/probe_pgm_update_scope.json, docs/pgm.md); it
+# stays available as the "<variant>_paper_update" variants.
+UPDATE_SCOPE = "nearest"
+PAPER_UPDATE = "_paper_update"
+_TABLE_NAMES = tuple(f"{d}_{col}" for d in ("ped2", "avenue")
+                     for col in (*ABLATION, *(f"n{n}" for n in MEMORY_SIZES)))
 
 
 def _parse(arg: str):
   """Variant name -> (base variant, overrides of the model config)."""
+  if arg.endswith(PAPER_UPDATE):
+    base, overrides = _parse(arg[:-len(PAPER_UPDATE)])
+    if not _has_memory(arg[:-len(PAPER_UPDATE)]):
+      raise ValueError(f"variant {arg!r}: {arg[:-len(PAPER_UPDATE)]!r} has no memory to update")
+    return base, {**overrides, "update_scope": "all"}
   if arg in BASE_VARIANTS:
     return arg, {}
   dataset, _, rest = arg.partition("_")
@@ -64,21 +81,26 @@ def _parse(arg: str):
       n = int(rest[1:])
       return dataset, dict(num_items=n, use_memory=n > 0, use_dis=n > 0)
   known = [*BASE_VARIANTS, *(f"ped2_{a}" for a in ABLATION), *(f"ped2_n{n}" for n in MEMORY_SIZES),
-           "avenue_<column>", "avenue_n<N>"]
+           "avenue_<column>", "avenue_n<N>", f"<any of these with memory>{PAPER_UPDATE}"]
   raise config_lib.ConfigError(f"unknown variant {arg!r}; use one of {known}")
+
+
+def _has_memory(arg: str) -> bool:
+  overrides = _parse(arg)[1]
+  return overrides.get("use_memory", True) and overrides.get("num_items", 1) > 0
+
+
+VARIANTS = (*BASE_VARIANTS, *_TABLE_NAMES,
+            *(v + PAPER_UPDATE for v in (*BASE_VARIANTS, *_TABLE_NAMES) if _has_memory(v)))  # Every accepted name.
 
 
 def get_config(arg: str = "quick") -> ml_collections.ConfigDict:
   base, overrides = _parse(arg)
   c = config_lib.load_config(f"configs/baseline.py:{base}")
   c.model.update(name="pgm", num_items=100, use_memory=True, use_diff=True, use_dis=True,
-                 rule_update=True, grad_items=True, update_scope="all",  # "nearest": MNAD's rule.
+                 rule_update=True, grad_items=True, update_scope=UPDATE_SCOPE,
                  lambda_pred=1.0, lambda_diff=0.1, lambda_dis=1.0)
   c.model.update(**overrides)
-  if base not in PAPER_DATASETS:
-    # CPU-sized variants use MNAD's nearest-query update: the paper's all-query softmax (eq. 11)
-    # collapses the memory within ~20 steps (all items equal, L_dis ~ 1e4 on Ped2; see README).
-    c.model.update_scope = "nearest"
   if base in PAPER_DATASETS:
     c.optim.learning_rate = 2e-4
     c.train.update(batch_size=4, num_epochs=PAPER_EPOCHS)

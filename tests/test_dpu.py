@@ -127,14 +127,24 @@ def test_diversity_is_zero_for_one_prototype_and_counts_close_pairs():
   np.testing.assert_allclose(dpu.diversity_error(protos, gamma=1.0), [2.0 / 6.0 * 1.0])
 
 
-def test_compactness_gradient_skips_argmax_but_reaches_features_and_prototypes():
-  feats = dpu.l2_normalize(jax.random.normal(jax.random.PRNGKey(2), (1, 6, 4)))
-  protos = dpu.l2_normalize(jax.random.normal(jax.random.PRNGKey(3), (1, 3, 4)))
+def test_compactness_gradient_matches_closed_form():
+  """d L_c: 2 (x_n - p_k(n)) / N into the features and minus the same, summed per prototype, into
+  the selected prototypes only; nothing through the (constant) argmax selection into beta."""
+  feats = dpu.l2_normalize(jax.random.normal(jax.random.PRNGKey(2), (2, 6, 4)))
+  protos = dpu.l2_normalize(jax.random.normal(jax.random.PRNGKey(3), (2, 3, 4)))
   beta, _ = dpu.retrieve(feats, protos)
-  g_feats, g_protos = jax.grad(lambda f, p: jnp.sum(dpu.compactness_error(f, p, beta)), argnums=(0, 1))(
-      feats, protos)
-  assert np.all(np.isfinite(g_feats)) and np.any(g_feats != 0)
-  assert np.any(g_protos != 0)
+  g_feats, g_protos, g_beta = jax.grad(lambda f, p, b: jnp.sum(dpu.compactness_error(f, p, b)),
+                                       argnums=(0, 1, 2))(feats, protos, beta)
+  f, p, bt = (np.asarray(v, np.float64) for v in (feats, protos, beta))
+  ref_f, ref_p = np.zeros_like(f), np.zeros_like(p)
+  for b in range(2):
+    for n in range(6):
+      k = int(np.argmax(bt[b, n]))
+      ref_f[b, n] = 2 * (f[b, n] - p[b, k]) / 6
+      ref_p[b, k] -= 2 * (f[b, n] - p[b, k]) / 6
+  np.testing.assert_allclose(g_feats, ref_f, atol=1e-6)
+  np.testing.assert_allclose(g_protos, ref_p, atol=1e-6)
+  np.testing.assert_array_equal(g_beta, 0.0)
 
 
 def test_l2_normalize_is_guarded_at_zero():
@@ -143,12 +153,24 @@ def test_l2_normalize_is_guarded_at_zero():
   assert np.all(np.isfinite(grad))
 
 
-def test_vmapped_helpers_match_batched():
-  feats = dpu.l2_normalize(jax.random.normal(jax.random.PRNGKey(4), (3, 5, 4)))
-  logits = jax.random.normal(jax.random.PRNGKey(5), (3, 5, 2))
-  _, protos = dpu.ensemble(logits, feats)
-  per_sample = jax.vmap(lambda l, f: dpu.ensemble(l[None], f[None])[1][0])(logits, feats)
-  np.testing.assert_allclose(protos, per_sample, atol=1e-6)
+def test_ensemble_and_retrieve_match_numpy_per_sample():
+  """Eq. 1 (softmax over positions n, per map and per sample) and Eq. 2 (softmax over prototypes m)."""
+  feats = dpu.l2_normalize(jax.random.normal(jax.random.PRNGKey(4), (3, 5, 4)))  # [B, N, C]
+  logits = 3.0 * jax.random.normal(jax.random.PRNGKey(5), (3, 5, 2))  # [B, N, M]
+  weights, protos = dpu.ensemble(logits, feats)
+  protos_hat = dpu.l2_normalize(protos)
+  beta, retrieved = dpu.retrieve(feats, protos_hat)
+  f, lg = np.asarray(feats, np.float64), np.asarray(logits, np.float64)
+  for b in range(3):
+    for m in range(2):
+      w = _softmax(lg[b, :, m])  # Over the N positions of sample b only.
+      np.testing.assert_allclose(weights[b, :, m], w, rtol=1e-5)
+      np.testing.assert_allclose(protos[b, m], w @ f[b], rtol=1e-5, atol=1e-6)
+    ph = np.stack([_l2n(v) for v in np.asarray(protos_hat[b], np.float64)])
+    for n in range(5):
+      rel = _softmax(ph @ f[b, n])  # cos(x_n, p^_m): both unit norm.
+      np.testing.assert_allclose(beta[b, n], rel, rtol=1e-5)
+      np.testing.assert_allclose(retrieved[b, n], _l2n(rel @ ph), rtol=1e-5, atol=1e-6)
 
 
 def test_prototype_usage_matches_numpy():

@@ -23,16 +23,42 @@ def test_paper_config_parameter_counts():
   assert _count(params) == 13_283_971  # MPN's 13,285,251 minus the DPU's 1,280.
 
 
+def _conv3x3(x, kernel, bias):
+  """SAME 3x3 cross-correlation in NumPy: x [B, H, W, Ci], kernel [3, 3, Ci, Co] -> [B, H, W, Co]."""
+  h, w = x.shape[1:3]
+  xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  out = np.zeros(x.shape[:3] + (kernel.shape[-1],))
+  for di in range(3):
+    for dj in range(3):
+      out += xp[:, di:di + h, dj:dj + w] @ kernel[di, dj]
+  return out + bias
+
+
+def numpy_output_head(params, x):
+  """The prediction head of both references: conv-ReLU, conv-ReLU, conv, tanh (SPEC 2, SPEC 4)."""
+  p = jax.tree.map(lambda v: np.asarray(v, np.float64), params)
+  x = np.maximum(_conv3x3(np.asarray(x, np.float64), p["Conv_0"]["kernel"], p["Conv_0"]["bias"]), 0.0)
+  x = np.maximum(_conv3x3(x, p["Conv_1"]["kernel"], p["Conv_1"]["bias"]), 0.0)
+  return np.tanh(_conv3x3(x, p["Conv_2"]["kernel"], p["Conv_2"]["bias"]))
+
+
 @pytest.mark.parametrize("upsample", ["conv_transpose", "subpixel"])
-def test_prediction_shape_and_range(upsample):
+def test_prediction_is_the_head_of_the_decoder_features(upsample):
+  """pred = tanh head (NumPy) of the decoder's [B, H, W, 128w] features; the last kernel is scaled up so
+  that the tanh saturates and a missing or different squashing shows."""
   model = baseline.FramePredictor(width=0.0625, upsample=upsample)
   x = jax.random.uniform(jax.random.PRNGKey(1), (2, 4, 32, 32, 3), minval=-1, maxval=1)
   variables = model.init(jax.random.PRNGKey(0), x)
+  head = variables["params"]["head"]
+  head = {**head, "Conv_2": {**head["Conv_2"], "kernel": 30.0 * head["Conv_2"]["kernel"]}}
+  variables = {"params": {**variables["params"], "head": head}}
   pred, aux = model.apply(variables, x)
   assert pred.shape == (2, 32, 32, 3)
-  assert float(jnp.max(jnp.abs(pred))) <= 1.0
   assert aux["z"].shape == (2, 4, 4, backbone.scaled(512, 0.0625))
   assert aux["features"].shape == (2, 32, 32, 2 * backbone.scaled(64, 0.0625))
+  ref = numpy_output_head(head, aux["features"])
+  assert np.max(np.abs(ref)) > 0.9  # The saturated regime is exercised.
+  np.testing.assert_allclose(pred, ref, atol=1e-4)
 
 
 def test_depth_to_space_matches_numpy_reference():

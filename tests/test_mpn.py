@@ -1,5 +1,6 @@
 """MPN model: paper parameter counts, plug points, ablation, losses and score against NumPy, training."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -9,6 +10,7 @@ import pytest
 
 from jaxvad import config_lib
 from jaxvad.models import backbone, baseline, mpn
+from jaxvad.models import dpu as dpu_lib
 
 WIDTH = 0.0625
 CONFIG = ml_collections.ConfigDict(dict(lambda1=0.5, lambda2=0.1, gamma=1.0))
@@ -99,14 +101,36 @@ def test_plug_one_reads_decoder_output(tiny):
   assert aux["normalcy_maps"].shape == (2, 16, 16, 3)
 
 
-def test_plug_point_changes_the_prediction():
-  """Plug 2 puts F + F~ into the rest of the decoder (not a no-op on the output)."""
+# Decoder blocks in order (`backbone.Decoder`): ConvBlock_0 at 1/8 (512w channels), ConvBlock_1 at 1/4
+# (256w), ConvBlock_2 at 1/2 (128w). Table 5's plug point p puts the DPU on the block at 1/p.
+PLUG_BLOCKS = {8: ("ConvBlock_0", 512), 4: ("ConvBlock_1", 256), 2: ("ConvBlock_2", 128)}
+
+
+@pytest.mark.parametrize("plug", [2, 4, 8])
+def test_plug_point_feeds_f_plus_retrieved_into_the_rest_of_the_decoder(plug):
+  """A plugged MPN = the plain AE with, after the named decoder block, x <- x + DPU's x~ (the DPU applied
+  separately with the same parameters); F + F~ goes through the remaining layers (paper Sec. 3.1)."""
   x = _window(size=16)[:, :-1]
+  plugged = mpn.MPN(width=WIDTH, upsample="subpixel", num_prototypes=3, plug=plug)
   plain = mpn.MPN(width=WIDTH, upsample="subpixel", use_dpu=False)
-  plugged = mpn.MPN(width=WIDTH, upsample="subpixel", num_prototypes=3, plug=2)
   variables = _init(plugged, x)
-  without = {"params": {k: v for k, v in variables["params"].items() if k != "dpu"}}
-  assert not np.allclose(plugged.apply(variables, x)[0], plain.apply(without, x)[0])
+  block, channels = PLUG_BLOCKS[plug]
+  dpu_params = {"params": variables["params"]["dpu"]}
+  seen = {}
+
+  def insert_dpu(next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    if context.method_name == "__call__" and context.module.name == block and context.module.parent.name == "decoder":
+      seen["shape"] = out.shape
+      out, _ = dpu_lib.DPU(num_prototypes=3).apply(dpu_params, out)  # F + F~
+    return out
+
+  with nn.intercept_methods(insert_dpu):
+    ref = plain.apply({"params": {k: v for k, v in variables["params"].items() if k != "dpu"}}, x)[0]
+  pred, aux = plugged.apply(variables, x)
+  assert seen["shape"] == (2, 16 // plug, 16 // plug, backbone.scaled(channels, WIDTH))
+  assert aux["features"].shape == seen["shape"]
+  np.testing.assert_allclose(pred, ref, atol=1e-5)
 
 
 def test_without_dpu_is_the_baseline():
@@ -153,16 +177,15 @@ def test_compactness_mean_divides_by_channels(tiny):
     mpn.loss_fn(pred, aux, window, ml_collections.ConfigDict({**CONFIG.to_dict(), "compactness": "max"}))
 
 
-def test_cpu_config_weighs_compactness_like_the_reference_width(tiny):
-  """ped2_cpu (C = 32) divides L_c by the reference's 128 channels, whatever its own C."""
+@pytest.mark.parametrize("variant,channels", [("ped2_cpu", 128), ("ped2", 128), ("quick", 128),
+                                              ("ped2_plug2", 128), ("ped2_plug4", 256), ("ped2_plug8", 512)])
+def test_configs_weigh_compactness_like_the_reference_at_the_paper_width(tiny, variant, channels):
+  """One rule: L_c = the paper's channel sum / the DPU's channel count at width 1.0 (the reference's mean)."""
   _, _, window, pred, aux = tiny
-  cpu = config_lib.load_config("configs/mpn.py:ped2_cpu").model
-  paper = config_lib.load_config("configs/mpn.py:ped2").model
-  assert int(128 * paper.width) == cpu.compactness_channels == 128  # The reference's C.
-  assert int(128 * cpu.width) == 32
-  _, summed = mpn.loss_fn(pred, aux, window, paper)  # The paper's sum over channels.
-  _, weighted = mpn.loss_fn(pred, aux, window, cpu)
-  np.testing.assert_allclose(weighted["l_c"], summed["l_c"] / 128, rtol=1e-6)
+  config = config_lib.load_config(f"configs/mpn.py:{variant}").model
+  _, summed = mpn.loss_fn(pred, aux, window, ml_collections.ConfigDict({**CONFIG.to_dict(), "compactness": "sum"}))
+  _, weighted = mpn.loss_fn(pred, aux, window, config)
+  np.testing.assert_allclose(weighted["l_c"], summed["l_c"] / channels, rtol=1e-6)
 
 
 def test_without_dpu_loss_is_frame_loss_and_no_feature_score():
@@ -197,3 +220,50 @@ def test_short_training_decreases_loss(tiny, train_step):
 def test_invalid_plug_raises():
   with pytest.raises(ValueError, match="plug"):
     mpn.MPN(width=WIDTH, plug=3).init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 16, 16, 3)))
+
+
+def test_without_dpu_set_on_a_dpu_config_trains_and_evaluates(tmp_path):
+  """Table 1's "w/o DPU" figures: ``--set model.use_dpu=False`` on an MPN config runs end to end; the
+  feature score the model cannot produce is left out of eval.score_weights (and recorded)."""
+  import json  # pylint: disable=import-outside-toplevel
+  from jaxvad import cli  # pylint: disable=import-outside-toplevel
+  tiny = ["data.size=[32,32]", "data.synthetic.num_scenes=2", "data.synthetic.frames_per_video=16",
+          "data.synthetic.train_videos_per_scene=1", "data.synthetic.test_videos_per_scene=1",
+          "model.width=0.0625", "train.num_steps=2", "train.batch_size=2", "eval.batch_size=8",
+          "eval.plots=False", f"data.cache_dir={tmp_path / 'cache'}", "model.use_dpu=False"]
+  args = ["run", "--config", "configs/mpn.py:quick", "--workdir", str(tmp_path / "run"), "--no-progress"]
+  for item in tiny:
+    args += ["--set", item]
+  assert cli.main(args) == 0
+  results = json.loads((tmp_path / "run" / "eval" / "results.json").read_text())
+  assert results["score_weights"] == {"psnr": 1.0}
+  assert results["score_weights_absent"] == ["feature_error"]
+  assert 0.0 <= results["auc"] <= 1.0
+
+
+def test_scores_a_model_without_dpu_with_the_terms_it_has():
+  """FP & FR weights on a DPU-less model's scores: PSNR alone (recorded); FR alone: a one-line ConfigError."""
+  from jaxvad.errors import ConfigError  # pylint: disable=import-outside-toplevel
+  from jaxvad.evaluate import scoring  # pylint: disable=import-outside-toplevel
+  psnr = [np.array([30.0, 20.0, 31.0, 29.0])]
+  vs = scoring.VideoScores(dataset="d", t=4, names=["v"], scenes=["s"], num_frames=[8],
+                           frame_index=[np.arange(4, 8)], scores={"psnr": psnr},
+                           labels=[np.array([0, 1, 0, 0], np.int8)])
+  res = scoring.evaluate_scores(vs, score_weights={"psnr": 1.0, "feature_error": 1.0})
+  assert res["score_weights"] == {"psnr": 1.0} and res["score_weights_absent"] == ["feature_error"]
+  assert res["auc"] == 1.0  # The low-PSNR frame is the abnormal one.
+  with pytest.raises(ConfigError, match="eval.score_weights"):
+    scoring.evaluate_scores(vs, score_weights={"feature_error": 1.0})
+
+
+def test_health_fn_flags_collapsed_prototypes():
+  """Against the paper-width probe (docs/mpn.md): reference init l_d 0.998 warns, std 3 (0.092) does not."""
+  config = ml_collections.ConfigDict(dict(num_prototypes=10, gamma=1.0, attention_init_std=None))
+  warnings = mpn.health_fn({"l_d": 0.998, "protos_used": 2.6}, config)
+  assert len(warnings) == 1 and "collapse" in warnings[0] and "attention_init_std=None" in warnings[0]
+  assert mpn.health_fn({"l_d": 0.092, "protos_used": 7.0}, config) == []
+  assert mpn.health_fn({"l_fra": 0.01}, config) == []  # No DPU: nothing to check.
+  one = ml_collections.ConfigDict(dict(num_prototypes=1, gamma=1.0))
+  assert mpn.health_fn({"l_d": 1.0}, one) == []  # M = 1: L_d is 0 by definition, nothing to separate.
+  from jaxvad import models  # pylint: disable=import-outside-toplevel
+  assert models.build(config_lib.load_config("configs/mpn.py:quick").model).health_fn is mpn.health_fn

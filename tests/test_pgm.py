@@ -15,6 +15,7 @@ from jaxvad import models
 from jaxvad.models import backbone, memory, pgm
 from jaxvad.train import state as state_lib
 from jaxvad.train import step as step_lib
+from test_models import numpy_output_head
 
 WIDTH = 0.0625
 LOSS_CONFIG = ml_collections.ConfigDict(dict(lambda_pred=1.0, lambda_diff=0.1, lambda_dis=1.0, use_dis=True))
@@ -61,7 +62,6 @@ def test_shapes_and_parameter_tree(full):
   assert pred.shape == (2, 16, 16, 3) and aux["diff"].shape == (2, 16, 16, 12)
   assert aux["z"].shape == aux["z_hat"].shape == (2, 2, 2, c)
   assert aux["queries"].shape == (2, 4, c) and aux["items"].shape == (6, c)
-  assert float(jnp.max(jnp.abs(aux["diff"]))) <= 2.0
   params = variables["params"]
   assert set(params) == {"encoder", "decoder", "head", "diff_decoder", "diff_head", "memory"}
   assert params["memory"]["shift"].shape == (6, c)
@@ -74,6 +74,22 @@ def test_shapes_and_parameter_tree(full):
   shapes = jax.eval_shape(base.init, jax.random.PRNGKey(0), window[:, :-1])
   assert set(shapes) == {"params"} and set(shapes["params"]) == {"encoder", "decoder", "head"}
   assert _count(shapes["params"]) == sum(_count(params[k]) for k in ("encoder", "decoder", "head"))
+
+
+def test_difference_head_is_twice_a_tanh_head(full):
+  """x^_diff = 2 tanh(head(diff-decoder features)) (Eq. 4, values in [-2, 2]) against NumPy; the head's
+  last bias is set so that the tanh saturates and the factor 2 shows."""
+  model, variables = full
+  params = variables["params"]
+  bias = jnp.linspace(-3.0, 3.0, 12)  # Pre-activations up to +-3: tanh saturates.
+  head = {**params["diff_head"], "Conv_2": {**params["diff_head"]["Conv_2"], "bias": bias}}
+  variables = {**variables, "params": {**params, "diff_head": head}}
+  (_, aux), state = model.apply(variables, _window()[:, :-1], train=False, mutable=["intermediates"],
+                                capture_intermediates=lambda mdl, _: isinstance(mdl, backbone.Decoder))
+  dfeats = state["intermediates"]["diff_decoder"]["__call__"][0]  # [B, H, W, 64w]
+  ref = 2.0 * numpy_output_head(head, dfeats)
+  assert np.max(np.abs(ref)) > 1.8
+  np.testing.assert_allclose(aux["diff"], ref, atol=2e-4)
 
 
 def test_no_memory_when_num_items_zero():
@@ -112,6 +128,21 @@ def test_diff_target_layout():
     np.testing.assert_allclose(target[..., 3 * i:3 * i + 3], window[:, i] - window[:, 4], atol=1e-6)
 
 
+def _numpy_l_dis(q, m):
+  """L_dis = Tr(S_W) / Tr(S_B) of one sample (PGM Eq. 13-17, SPEC 4) with loops: q [K, C], m [N, C]."""
+  q, m = np.asarray(q, np.float64), np.asarray(m, np.float64)
+  k = q.shape[0]
+  cos = (q / np.linalg.norm(q, axis=1, keepdims=True)) @ (m / np.linalg.norm(m, axis=1, keepdims=True)).T
+  assign = np.argmax(cos, axis=1)
+  mean_m = m.mean(axis=0)
+  tr_sb = tr_sw = 0.0
+  for j in range(m.shape[0]):
+    members = [i for i in range(k) if assign[i] == j]
+    tr_sb += len(members) / k * np.sum((m[j] - mean_m) ** 2)
+    tr_sw += len(members) / k * sum(np.sum((q[i] - m[j]) ** 2) for i in members)
+  return tr_sw / max(tr_sb, 1e-6)
+
+
 def test_loss_and_score_match_numpy(full):
   model, variables = full
   window = _window(2)
@@ -122,17 +153,62 @@ def test_loss_and_score_match_numpy(full):
   target = np.concatenate([w[:, i] - w[:, -1] for i in range(4)], axis=-1)
   l_diff = np.mean((np.asarray(aux["diff"]) - target) ** 2)
   q, m = np.asarray(aux["queries"]), np.asarray(aux["items"])
-  l_dis = np.mean(memory.discriminative_loss(q, m, memory.nearest(np.einsum("bkc,nc->bkn", q, m))))
+  l_dis = np.mean([_numpy_l_dis(qb, m) for qb in q])
   np.testing.assert_allclose([metrics["l_pred"], metrics["l_diff"], metrics["l_dis"]], [l_pred, l_diff, l_dis],
                              rtol=1e-5)
   np.testing.assert_allclose(loss, l_pred + 0.1 * l_diff + l_dis, rtol=1e-5)
-  assert 1 <= int(metrics["items_used"]) <= 6
+  nearest = np.argmax(q.reshape(-1, q.shape[-1]) @ m.T, axis=1)
+  assert int(metrics["items_used"]) == len(set(nearest.tolist()))
+  m_hat = m / np.linalg.norm(m, axis=1, keepdims=True)
+  mean_dir = m_hat.mean(0) / np.linalg.norm(m_hat.mean(0))
+  np.testing.assert_allclose(metrics["d_m"], np.mean(m_hat @ mean_dir), rtol=1e-5)  # Eq. 26 / N
   scores = pgm.score_fn(pred, aux, window, LOSS_CONFIG)
   dist = [np.mean([np.min(np.linalg.norm(qi - m, axis=-1)) for qi in qb]) for qb in q]
   np.testing.assert_allclose(scores["memory_distance"], dist, rtol=1e-4)
   no_dis = LOSS_CONFIG.copy_and_resolve_references()
   no_dis.use_dis = False
   assert "l_dis" not in pgm.loss_fn(pred, aux, window, no_dis)[1]
+
+
+def _health_config(scope="nearest", n=100):
+  return ml_collections.ConfigDict(dict(num_items=n, update_scope=scope))
+
+
+def test_health_fn_flags_a_collapsed_memory():
+  """Thresholds against the probe's measurements (docs/pgm.md): the paper rule after 60 quick steps
+  (4.1 of 100 items in use, d_m 1.000) warns, the nearest rule (17 items, d_m 0.19) does not."""
+  healthy = {"items_used": 17.0, "d_m": 0.194, "l_dis": 0.0036}
+  collapsed = {"items_used": 4.1, "d_m": 0.99999, "l_dis": 8.75}
+  assert pgm.health_fn(healthy, _health_config()) == []
+  warnings = pgm.health_fn(collapsed, _health_config("all"))
+  assert len(warnings) == 2 and all("collapse" in w for w in warnings)
+  assert "4.1 of 100" in warnings[0] and "update_scope='all'" in warnings[0]
+  assert pgm.health_fn({"items_used": 3.0, "d_m": 0.2}, _health_config(n=100)) != []  # Few items in use.
+  assert pgm.health_fn({"items_used": 40.0, "d_m": 0.95}, _health_config(n=100)) != []  # Items alike.
+  assert pgm.health_fn({"l_pred": 0.1}, _health_config()) == []  # No memory metrics: nothing to say.
+  assert models.build(config_lib.load_config("configs/pgm.py:quick").model).health_fn is pgm.health_fn
+
+
+@pytest.mark.slow
+def test_paper_update_rule_collapses_and_health_fn_says_so():
+  """Regression: a few training steps of the quick model with the paper's rule drive d_m to ~1 and
+  health_fn warns; MNAD's nearest rule keeps the items apart (docs/pgm.md)."""
+  rows = {}
+  for scope in ("all", "nearest"):
+    c = config_lib.load_config("configs/pgm.py:quick")
+    c.model.update(width=0.0625, update_scope=scope, num_items=20)
+    mdef = models.build(c.model)
+    tx = state_lib.make_optimizer(c.optim)
+    window = jax.random.uniform(jax.random.PRNGKey(0), (4, 5, 32, 32, 3), minval=-1, maxval=1)
+    state = state_lib.init_state(mdef.module, tx, jax.random.PRNGKey(0), window[:, :-1])
+    step = jax.jit(step_lib.make_train_step(mdef.module, mdef.loss_fn, tx, c.model))
+    for i in range(12):
+      batch = jax.random.uniform(jax.random.PRNGKey(i + 1), (4, 5, 32, 32, 3), minval=-1, maxval=1)
+      state, metrics = step(state, {"frames": batch}, jax.random.PRNGKey(0))
+    rows[scope] = {k: float(v) for k, v in metrics.items()}
+    rows[scope]["warnings"] = mdef.health_fn(rows[scope], c.model)
+  assert rows["all"]["d_m"] > 0.9 and rows["all"]["warnings"], rows["all"]
+  assert rows["nearest"]["d_m"] < 0.5 and not rows["nearest"]["warnings"], rows["nearest"]
 
 
 def test_memory_only_changes_in_training(full):

@@ -14,7 +14,7 @@ import numpy as np
 import tqdm
 
 from jaxvad.data.types import Split
-from jaxvad.errors import NonFiniteError
+from jaxvad.errors import ConfigError, NonFiniteError
 from jaxvad.evaluate import metrics
 
 log = logging.getLogger(__name__)
@@ -248,6 +248,13 @@ def evaluate_scores(video_scores: VideoScores, *,
   """
   vs = video_scores
   weights = dict(score_weights or {"psnr": 1.0})
+  absent = sorted(set(weights) - set(vs.scores))
+  if absent and set(weights) & set(vs.scores):  # E.g. MPN with --set model.use_dpu=False: no feature_error.
+    log.warning("eval.score_weights names %s, which this model does not produce; scoring with the rest", absent)
+    weights = {k: w for k, w in weights.items() if k in vs.scores}
+  elif absent:
+    raise ConfigError(f"eval.score_weights {weights}: this model produces none of these scores (it has "
+                      f"{sorted(vs.scores)}); set eval.score_weights, e.g. --set eval.score_weights=\"{{'psnr': 1.0}}\"")
   polarity = {**metrics.HIGH_IS_NORMAL, **(high_is_normal or {})}
   for name in weights:
     if name not in vs.scores:
@@ -270,6 +277,7 @@ def evaluate_scores(video_scores: VideoScores, *,
       "num_frames_dropped": vs.num_dropped,
       "dropped_note": vs.dropped_note,
       "score_weights": weights,
+      **({"score_weights_absent": absent} if absent else {}),
       "high_is_normal": {k: bool(polarity[k]) for k in weights},
   }
   per_video = [{"name": n, "scene": s, "num_scored": int(i.size), "auc": None}

@@ -54,6 +54,17 @@ def resolve_batching(batching: str) -> str:
   return "unroll" if jax.default_backend() == "cpu" else "vmap"
 
 
+def num_meta_steps(mc, split: Split) -> int:
+  """Meta-training length: ``meta.num_steps``, or with ``meta.num_epochs`` > 0 that many meta epochs.
+
+  A meta epoch is one episode per source training video: ceil(videos / meta.episodes) meta-batches.
+  """
+  epochs = int(mc.get("num_epochs", 0) or 0)
+  if epochs > 0:
+    return epochs * -(-len(split.videos) // int(mc.episodes))
+  return int(mc.num_steps)
+
+
 def meta_train(config, workdir, split: Split, params, *, progress: bool = True):
   """Step 2-3: meta-trains theta and alpha from the pre-trained ``params``; resumes from ``workdir/meta``.
 
@@ -74,7 +85,7 @@ def meta_train(config, workdir, split: Split, params, *, progress: bool = True):
   restored = ckpt.restore(state)
   if restored is not None:
     state = restored
-  start, total = int(state.step), int(mc.num_steps)
+  start, total = int(state.step), num_meta_steps(mc, split)
   batching = resolve_batching(mc.batching)
   task_loss = core.make_task_loss(mdef.module, mdef.loss_fn, config.model)
   step_fn = meta_step_lib.jit_meta_step(

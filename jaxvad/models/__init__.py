@@ -51,12 +51,12 @@ def build(model_config) -> ModelDef:
         num_prototypes=model_config.num_prototypes, plug=model_config.plug,
         use_dpu=model_config.use_dpu, attention_init_std=model_config.get("attention_init_std"),
         dtype=dtype, conv=conv)
-    return ModelDef(module, mpn.loss_fn, mpn.score_fn)
+    return ModelDef(module, mpn.loss_fn, mpn.score_fn, health_fn=mpn.health_fn)
   if name == "pgm":
     module = pgm.PGM(
         width=model_config.width, norm=model_config.norm, upsample=model_config.upsample,
         num_items=model_config.num_items, use_memory=model_config.use_memory, use_diff=model_config.use_diff,
         rule_update=model_config.rule_update, grad_items=model_config.grad_items,
         update_scope=model_config.get("update_scope", "all"), dtype=dtype, conv=conv)
-    return ModelDef(module, pgm.loss_fn, pgm.score_fn)
+    return ModelDef(module, pgm.loss_fn, pgm.score_fn, health_fn=pgm.health_fn)
   raise ConfigError(f"unknown model {name!r}; known: baseline, mpn, pgm")

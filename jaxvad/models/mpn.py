@@ -146,6 +146,25 @@ def loss_fn(pred: jax.Array, aux: dict, window: jax.Array, config) -> tuple[jax.
   return loss, {**metrics, "l_c": l_c, "l_d": l_d, "protos_used": used}
 
 
+MAX_L_D = 0.95  # Collapsed prototypes: l_d ~ gamma (reference init: 0.998 after 140 steps, docs/mpn.md).
+
+
+def health_fn(metrics: dict, model_config) -> list[str]:
+  """Warnings from window-averaged training metrics: prototypes that never separated.
+
+  With all M prototypes equal, L_d sits at gamma where its hinge has no gradient, so they stay equal
+  (the reference attention init does this; docs/mpn.md). Nothing for M = 1 or without the DPU.
+  """
+  if "l_d" not in metrics or model_config.get("num_prototypes", 10) < 2:
+    return []
+  limit = MAX_L_D * model_config.get("gamma", 1.0)
+  if float(metrics["l_d"]) <= limit:
+    return []
+  return [f"MPN prototype collapse: l_d = {float(metrics['l_d']):.3f} > {limit:g} (all prototypes alike; "
+          f"model.attention_init_std={model_config.get('attention_init_std')!r}, 3.0 starts them apart, "
+          f"see docs/mpn.md)"]
+
+
 def score_fn(pred: jax.Array, aux: dict, window: jax.Array, config) -> dict:
   """S_fea (MPN Sec. 3.4, SPEC 3.3): the compactness error L_c of each window, [B].
 

@@ -112,7 +112,9 @@ def loss_fn(pred: jax.Array, aux: dict, window: jax.Array, config) -> tuple[jax.
     aux: the model's aux; terms are added for the parts present ("diff", "queries").
     window: [B, T+1, H, W, 3]; the last frame is the target.
     config: model config with lambda_pred, lambda_diff, lambda_dis, use_dis.
-  Returns: (loss, metrics with l_pred and, where present, l_diff, l_dis, items_used).
+  Returns: (loss, metrics with l_pred and, where present, l_diff, l_dis, and the memory's health:
+    items_used (items nearest to at least one query of the batch) and d_m (Eq. 26 averaged over
+    items: the mean cosine of the items to their mean; 1 = every item the same, collapsed)).
   """
   l_pred, _ = baseline.loss_fn(pred, aux, window, config)  # Eq. 6
   loss = config.get("lambda_pred", 1.0) * l_pred
@@ -123,11 +125,44 @@ def loss_fn(pred: jax.Array, aux: dict, window: jax.Array, config) -> tuple[jax.
     metrics["l_diff"] = l_diff
   if "queries" in aux:
     metrics["items_used"] = aux["items_used"].astype(jnp.float32)
+    items = jax.lax.stop_gradient(aux["items"])  # [N, C]
+    metrics["d_m"] = jnp.mean(memory_lib.similarity(items, jnp.mean(items, axis=0, keepdims=True)))  # Eq. 26 / N
     if config.get("use_dis", True):
       l_dis = jnp.mean(memory_lib.discriminative_loss(aux["queries"], aux["items"], aux["nearest"]))
       loss = loss + config.get("lambda_dis", 1.0) * l_dis
       metrics["l_dis"] = l_dis
   return loss, metrics
+
+
+# Memory-collapse thresholds of `health_fn`, from the quick synthetic config (docs/pgm.md): 60 steps
+# with the paper's all-query update leave ~2 of 100 items in use and d_m near 1; MNAD's nearest
+# rule keeps ~19 items in use and d_m far below.
+MIN_ITEMS_USED_FRACTION = 0.05  # of N, and at least 2 items.
+MAX_D_M = 0.9
+
+
+def health_fn(metrics: dict, model_config) -> list[str]:
+  """Warnings about a collapsing memory, read from window-averaged training metrics.
+
+  Args:
+    metrics: logged metrics ("items_used", "d_m" where the model has a memory).
+    model_config: the model config (num_items, update_scope).
+  Returns: one line per problem (empty when healthy or without memory).
+  """
+  warnings = []
+  n = int(model_config.get("num_items", 0) or 0)
+  scope = model_config.get("update_scope", "all")
+  hint = (" (model.update_scope='all', the paper's rule, is known to collapse; 'nearest' does not, see docs/pgm.md)"
+          if scope == "all" else "")
+  if "items_used" in metrics and n > 0:
+    floor = max(2.0, MIN_ITEMS_USED_FRACTION * n)
+    if float(metrics["items_used"]) < floor:
+      warnings.append(f"PGM memory collapse: only {float(metrics['items_used']):.1f} of {n} memory items are the "
+                      f"nearest item of any query (threshold {floor:g}){hint}")
+  if "d_m" in metrics and float(metrics["d_m"]) > MAX_D_M:
+    warnings.append(f"PGM memory collapse: the items' mean cosine to their mean d_m = {float(metrics['d_m']):.3f} "
+                    f"> {MAX_D_M} (1 = all items identical){hint}")
+  return warnings
 
 
 def score_fn(pred: jax.Array, aux: dict, window: jax.Array, config) -> dict:
