@@ -248,6 +248,11 @@ def evaluate_scores(video_scores: VideoScores, *,
   """
   vs = video_scores
   weights = dict(score_weights or {"psnr": 1.0})
+  polarity = {**metrics.HIGH_IS_NORMAL, **(high_is_normal or {})}
+  for name in weights:  # A name no model produces is a typo, not an absent score term.
+    if name not in vs.scores and name not in polarity:
+      raise metrics.ScoreNameError(f"eval.score_weights names score {name!r}, which this model does not produce; "
+                                   f"use one of {sorted(vs.scores)}")
   absent = sorted(set(weights) - set(vs.scores))
   if absent and set(weights) & set(vs.scores):  # E.g. MPN with --set model.use_dpu=False: no feature_error.
     log.warning("eval.score_weights names %s, which this model does not produce; scoring with the rest", absent)
@@ -255,7 +260,6 @@ def evaluate_scores(video_scores: VideoScores, *,
   elif absent:
     raise ConfigError(f"eval.score_weights {weights}: this model produces none of these scores (it has "
                       f"{sorted(vs.scores)}); set eval.score_weights, e.g. --set eval.score_weights=\"{{'psnr': 1.0}}\"")
-  polarity = {**metrics.HIGH_IS_NORMAL, **(high_is_normal or {})}
   for name in weights:
     if name not in vs.scores:
       raise metrics.ScoreNameError(f"eval.score_weights names score {name!r}, which this model does not produce; "
