@@ -22,7 +22,7 @@ def tiny_config(**train) -> ml_collections.ConfigDict:
   c.data = config_lib.data_config("synthetic", size=16)
   c.data.synthetic.update(num_scenes=2, train_videos_per_scene=1, test_videos_per_scene=1, frames_per_video=24)
   c.model.update(width=0.0625)
-  c.train.update(batch_size=4, num_steps=6, log_every=3, checkpoint_every=3, **train)
+  c.train.update({**dict(batch_size=4, num_steps=6, log_every=3, checkpoint_every=3), **train})
   return c
 
 
