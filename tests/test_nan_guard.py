@@ -153,9 +153,12 @@ def test_observable_run_metrics_lines_warnings_and_tensorboard(tmp_path, split, 
 
 
 def test_log_interval_scales_to_short_runs():
-  assert loop.log_interval(50, 50) == 5
-  assert loop.log_interval(50, 10_000) == 50
+  assert loop.log_interval(50, 50) == 5  # One window at the end -> about 10.
+  assert loop.log_interval(50, 99) == 9
   assert loop.log_interval(50, 3) == 1
+  assert loop.log_interval(50, 100) == 50  # Two windows or more: as set.
+  assert loop.log_interval(50, 10_000) == 50
+  assert loop.log_interval(2, 4) == 2
 
 
 def test_tensorboard_file_with_an_installed_writer(tmp_path):
@@ -165,3 +168,20 @@ def test_tensorboard_file_with_an_installed_writer(tmp_path):
   writer.write(3, {"loss": 0.5})
   writer.close()
   assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_meta_step_guards_the_whole_new_state():
+  from jaxvad.meta import step as meta_step_lib
+  from tests.test_meta import toy_problem, toy_task_loss
+  theta, alpha, frozen, episodes = toy_problem(jnp.float32)
+  tx = meta_step_lib.make_meta_optimizer(1e-3)
+  fn = jax.jit(meta_step_lib.make_meta_step(toy_task_loss, tx, batching="unroll"))
+  state, metrics = fn(meta_step_lib.init_meta_state(theta, alpha, tx), frozen, episodes)
+  assert int(metrics["nonfinite"]) == 0
+  adam = state.opt_state[0]
+  mu = jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(jnp.nan), adam.mu)  # A NaN in every first moment.
+  state = state.replace(opt_state=(adam._replace(mu=mu),) + tuple(state.opt_state[1:]))
+  before = jax.device_get((state.theta, state.alpha))
+  state, metrics = fn(state, frozen, episodes)
+  assert int(metrics["nonfinite"]) == step_lib.NONFINITE_STATE and int(state.step) == 2
+  jax.tree.map(np.testing.assert_array_equal, before, jax.device_get((state.theta, state.alpha)))

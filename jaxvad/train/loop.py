@@ -36,8 +36,15 @@ def num_train_steps(config, source: WindowSource) -> int:
 
 
 def log_interval(log_every: int, total: int) -> int:
-  """``log_every``, scaled down so that a short run still logs about 10 times: ``min(log_every, total // 10)``."""
-  return max(1, min(int(log_every), int(total) // 10))
+  """``log_every``, scaled down for a run too short for two log windows: then ``max(1, total // 10)``.
+
+  E.g. ``train.num_steps=50`` with the default ``log_every=50`` logs every 5 steps instead of once at the
+  end; a ``log_every`` that fits the run at least twice is kept as set.
+  """
+  log_every, total = max(1, int(log_every)), int(total)
+  if total < 2 * log_every:
+    return max(1, min(log_every, total // 10))
+  return log_every
 
 
 def format_metrics(step: int, total: int, mean: dict) -> str:
