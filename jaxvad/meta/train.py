@@ -101,7 +101,7 @@ def meta_train(config, workdir, split: Split, params, *, progress: bool = True):
       pending.add(done, metrics)
       if done % log_every == 0 or done == total:
         mean = pending.window_mean()  # Raises NonFiniteError naming the first bad step.
-        warnings = monitor(done, mean)
+        warnings = monitor(done, mean) if main else []
         if main:
           log.info("meta %s", loop.format_metrics(done, total, mean))
         if writer is not None:

@@ -58,8 +58,9 @@ class PendingMetrics:
       flag = int(m.get("nonfinite", 0))
       if flag:
         good = self._last_good_step()
-        resume = (f"the last good checkpoint is step {good} in {self._where}: rerun to resume from it"
-                  if good is not None else f"no checkpoint was written before it: start again")
+        resume = (f"the last good checkpoint is step {good} in {self._where}: resume from it with the "
+                  f"change, or start again in a new workdir"
+                  if good is not None else "no checkpoint was written before it: start again with the change")
         raise NonFiniteError(
             f"training diverged at step {step}: non-finite {describe_flag(flag)} (the update was not "
             f"applied, nothing after step {step - 1} was saved); {self._advice}; {resume}")

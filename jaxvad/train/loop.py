@@ -134,8 +134,8 @@ def train(config, workdir: str | pathlib.Path, split: Split, *, stop_after: int 
           elapsed = time.perf_counter() - t_last
           mean["steps_per_s"] = steps_since / max(elapsed, 1e-9)
           t_last, steps_since = time.perf_counter(), 0
-          warnings = monitor(done, mean)
           if main:
+            warnings = monitor(done, mean)
             log.info("%s", format_metrics(done, total, mean))
             writer.write(done, mean, warnings)
             scalars.write(done, mean)
