@@ -95,3 +95,21 @@ def test_checkpoint_of_another_model_is_one_line_and_kept(tmp_path):
   msg = str(e.value)
   assert "\n" not in msg and f"{tmp_path / 'ck'}/3 holds another model" in msg and "new workdir" in msg
   assert (tmp_path / "ck" / "3").is_dir() and not list((tmp_path / "ck").glob("*.damaged"))
+
+
+def test_training_another_model_in_a_workdir_is_one_line_and_keeps_its_record(tmp_path):
+  from jaxvad.data import synthetic
+  config = tiny_config()
+  _, _, state = loop.create_train_state(config, mesh_lib.make_mesh(1), (16, 16))
+  workdir = tmp_path / "run"
+  ckpt = ckpt_lib.Checkpointer(workdir / "checkpoints")
+  ckpt.save(6, state)
+  ckpt.close()
+  (workdir / "config.json").write_text("the trained config")
+  (workdir / "train_done.json").write_text("{}")
+  config.model.width = 0.125
+  split = synthetic.make_benchmark(size=16, **config.data.synthetic)["training"]
+  with pytest.raises(CheckpointError, match=r"^checkpoint .*/run/checkpoints/6 holds another model [^\n]*$"):
+    loop.train(config, workdir, split, progress=False)
+  assert (workdir / "config.json").read_text() == "the trained config"
+  assert (workdir / "train_done.json").exists()

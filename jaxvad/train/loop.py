@@ -89,9 +89,6 @@ def train(config, workdir: str | pathlib.Path, split: Split, *, stop_after: int 
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   main = distributed.is_main_process()
-  if main:
-    (workdir / "train_done.json").unlink(missing_ok=True)
-    atomic_write_text(workdir / "config.json", config.to_json_best_effort(indent=2))
   source = WindowSource(split, t=config.data.t)
   batch_size = config.train.batch_size
   mesh = mesh_lib.make_mesh(config.get("num_devices", None))
@@ -103,6 +100,9 @@ def train(config, workdir: str | pathlib.Path, split: Split, *, stop_after: int 
   restored = ckpt.restore(state)
   if restored is not None:
     state = restored
+  if main:  # Only now: a failed restore (another model) must not overwrite the record of the checkpoints.
+    (workdir / "train_done.json").unlink(missing_ok=True)
+    atomic_write_text(workdir / "config.json", config.to_json_best_effort(indent=2))
   start = int(state.step)
   total = num_train_steps(config, source)
   log.info("model %s: %d parameters; %d windows; steps %d -> %d on %d device(s) in %d process(es)",
