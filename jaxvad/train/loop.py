@@ -49,7 +49,8 @@ def log_interval(log_every: int, total: int) -> int:
 
 def format_metrics(step: int, total: int, mean: dict) -> str:
   """``"step 30/100: loss 0.01234, grad_norm 0.5, steps_per_s 12.3"``: the metrics line of a log window."""
-  return f"step {step}/{total}: " + ", ".join(f"{k} {v:.4g}" for k, v in mean.items())
+  keys = sorted(mean, key=lambda k: (k != "loss" and k != "meta_loss", k == "steps_per_s", k))  # Loss first.
+  return f"step {step}/{total}: " + ", ".join(f"{k} {mean[k]:.4g}" for k in keys)
 
 
 def create_train_state(config, mesh, image_size: tuple[int, int]):
