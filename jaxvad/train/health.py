@@ -63,7 +63,7 @@ class PendingMetrics:
                   if good is not None else "no checkpoint was written before it: start again with the change")
         raise NonFiniteError(
             f"training diverged at step {step}: non-finite {describe_flag(flag)} (the update was not "
-            f"applied, nothing after step {step - 1} was saved); {self._advice}; {resume}")
+            f"applied and nothing from step {step} on was saved); {self._advice}; {resume}")
       self._host.append({k: v for k, v in m.items() if k != "nonfinite"})
 
   def window_mean(self) -> dict[str, float]:
