@@ -135,15 +135,15 @@ def test_observable_run_metrics_lines_warnings_and_tensorboard(tmp_path, split, 
     return train_step
 
   monkeypatch.setattr(step_lib, "make_train_step", make_dead)
-  config = tiny_config(num_steps=4, log_every=50, checkpoint_every=50)  # log_every scaled to 1.
+  config = tiny_config(num_steps=10, log_every=50, checkpoint_every=50)  # log_every scaled to 1.
   with caplog.at_level(logging.INFO):
     loop.train(config, tmp_path / "run", split, progress=False)
   lines = [r.getMessage() for r in caplog.records if r.name == loop.__name__ and r.levelno == logging.INFO
            and r.getMessage().startswith("step ")]
-  assert [line.split(":")[0] for line in lines] == [f"step {s}/4" for s in (1, 2, 3, 4)]
+  assert [line.split(":")[0] for line in lines] == [f"step {s}/10" for s in range(1, 11)]
   assert "loss" in lines[0] and "grad_norm" in lines[0]
   log = read_metrics(tmp_path / "run" / "metrics.jsonl")
-  assert [r["step"] for r in log] == [1, 2, 3, 4]
+  assert [r["step"] for r in log] == list(range(1, 11))
   assert log[0]["warnings"] == ["memory items collapsed"]
   assert any("exactly 0" in w for w in log[2]["warnings"]) and not any("exactly 0" in w for w in log[1]["warnings"])
   assert any("exactly 0" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
@@ -155,7 +155,9 @@ def test_observable_run_metrics_lines_warnings_and_tensorboard(tmp_path, split, 
 def test_log_interval_scales_to_short_runs():
   assert loop.log_interval(50, 50) == 5  # One window at the end -> about 10.
   assert loop.log_interval(50, 99) == 9
-  assert loop.log_interval(50, 3) == 1
+  assert loop.log_interval(50, 10) == 1
+  assert loop.log_interval(50, 9) == 50  # Under 10 steps: one line, at the end.
+  assert loop.log_interval(2, 2) == 2
   assert loop.log_interval(50, 100) == 50  # Two windows or more: as set.
   assert loop.log_interval(50, 10_000) == 50
   assert loop.log_interval(2, 4) == 2

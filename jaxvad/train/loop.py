@@ -36,14 +36,14 @@ def num_train_steps(config, source: WindowSource) -> int:
 
 
 def log_interval(log_every: int, total: int) -> int:
-  """``log_every``, scaled down for a run too short for two log windows: then ``max(1, total // 10)``.
+  """``log_every``, scaled down to ``total // 10`` for a run of 10 steps or more too short for two log windows.
 
   E.g. ``train.num_steps=50`` with the default ``log_every=50`` logs every 5 steps instead of once at the
   end; a ``log_every`` that fits the run at least twice is kept as set.
   """
   log_every, total = max(1, int(log_every)), int(total)
-  if total < 2 * log_every:
-    return max(1, min(log_every, total // 10))
+  if total >= 10 and total < 2 * log_every:
+    return total // 10
   return log_every
 
 
