@@ -105,6 +105,7 @@ def evaluate(config, workdir, *, progress: bool = True) -> dict:
   summary = {k: results.get(k) for k in ("auc", "auc_smoothed", "per_video_auc", "pixel_auc")}
   log.info("%s on %s: %s; %s", config.model.name, split.dataset,
            ", ".join(f"{k}={v:.4f}" for k, v in summary.items() if v is not None), results["dropped_note"])
+  log.info("evaluation outputs (results.json, scores.npz, frames.csv, plots) in %s", out)
   return results
 
 

@@ -22,7 +22,7 @@ def tiny_config(**train) -> ml_collections.ConfigDict:
   c.data = config_lib.data_config("synthetic", size=16)
   c.data.synthetic.update(num_scenes=2, train_videos_per_scene=1, test_videos_per_scene=1, frames_per_video=24)
   c.model.update(width=0.0625)
-  c.train.update(batch_size=4, num_steps=6, log_every=3, checkpoint_every=3, **train)
+  c.train.update({**dict(batch_size=4, num_steps=6, log_every=3, checkpoint_every=3), **train})
   return c
 
 
@@ -72,7 +72,7 @@ def test_nan_guard_keeps_state_and_flags(split):
   batch = WindowSource(split, t=4).batch_at(0, 4, 0)
   batch["frames"] = batch["frames"] * np.nan
   state, metrics = fn(state, mesh_lib.shard_batch(batch, mesh), jax.random.PRNGKey(0))
-  assert int(metrics["nonfinite"]) == 1 and int(state.step) == 1
+  assert int(metrics["nonfinite"]) != 0 and int(state.step) == 1
   jax.tree.map(np.testing.assert_array_equal, before, jax.device_get(state.params))
 
 

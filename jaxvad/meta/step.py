@@ -16,6 +16,7 @@ import optax
 from jaxvad.meta import core
 from jaxvad.train import mesh as mesh_lib
 from jaxvad.errors import ConfigError
+from jaxvad.train import step as step_lib
 
 
 @flax.struct.dataclass
@@ -70,7 +71,8 @@ def make_meta_step(task_loss: core.TaskLoss, tx: optax.GradientTransformation, *
     ``meta_step(state, frozen, episodes) -> (state, metrics)`` with episodes
     {"support": [E, K, T+1, H, W, 3], "query": [E, Q, T+1, H, W, 3]}. Metrics: "meta_loss" (query loss
     after adaptation, Eq. 11), "query_loss_before" (query loss of theta itself, for monitoring),
-    "theta_grad_norm", "alpha_grad_norm", "nonfinite" (1 if the step was skipped: the state is kept).
+    "theta_grad_norm", "alpha_grad_norm", "nonfinite" (`jaxvad.train.step.nonfinite_flag` bits, non-zero
+    if the step was skipped: the state is kept).
   """
 
   if hessian not in ("forward", "reverse"):
@@ -102,12 +104,12 @@ def make_meta_step(task_loss: core.TaskLoss, tx: optax.GradientTransformation, *
     theta, alpha = optax.apply_updates(pair, updates)
     new_state = MetaState(step=state.step + 1, theta=theta, alpha=alpha, opt_state=opt_state)
     theta_norm, alpha_norm = optax.global_norm(g_theta), optax.global_norm(g_alpha)
-    ok = jnp.isfinite(value) & jnp.isfinite(theta_norm) & jnp.isfinite(alpha_norm)
-    # NaN guard as in `train.step`: keep the old state (count the step) so the host can stop cleanly.
-    new_state = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new_state, state)
-    new_state = new_state.replace(step=state.step + 1)
+    # NaN guard as in `train.step`: loss, gradients and the whole new state checked in-graph; a
+    # non-finite step keeps the old state (counts the step) so the host stops before the next save.
+    flag = step_lib.nonfinite_flag(value, (g_theta, g_alpha), new_state)
+    new_state = step_lib.guard(flag, new_state, state)
     metrics = {"meta_loss": value, "query_loss_before": before, "theta_grad_norm": theta_norm,
-               "alpha_grad_norm": alpha_norm, "nonfinite": 1 - ok.astype(jnp.int32)}
+               "alpha_grad_norm": alpha_norm, "nonfinite": flag}
     return new_state, metrics
 
   return meta_step

@@ -16,7 +16,6 @@ import logging
 import pathlib
 
 import jax
-import numpy as np
 import tqdm
 
 from jaxvad import models
@@ -26,6 +25,7 @@ from jaxvad.meta import core
 from jaxvad.meta import step as meta_step_lib
 from jaxvad.train import checkpoint as ckpt_lib
 from jaxvad.train import distributed
+from jaxvad.train import health
 from jaxvad.train import loop
 from jaxvad.train import mesh as mesh_lib
 from jaxvad.train.metrics_log import MetricsWriter
@@ -98,27 +98,30 @@ def meta_train(config, workdir, split: Split, params, *, progress: bool = True):
            len(sampler.scene_names), split.dataset, start, total, mc.episodes, mc.k_support, mc.n_query,
            batching, "first" if mc.first_order else "second")
   writer = MetricsWriter(out / "metrics.jsonl", resume_step=start) if main else None
-  pending = []
+  pending = health.PendingMetrics(
+      lambda: ckpt.latest_step, str(ckpt.directory),
+      f"lower meta.learning_rate (now {mc.learning_rate:g}) or meta.alpha_init (now {mc.alpha_init:g})")
+  monitor = health.HealthMonitor(grad_key="theta_grad_norm")
   bar = tqdm.tqdm(total=total, initial=start, disable=not (progress and main), desc="meta-train", unit="step")
+  log_every = loop.log_interval(mc.log_every, total)
   try:
     for s in range(start, total):
       episodes = sampler.sample(s, mc.episodes)
       episodes = mesh_lib.shard_batch({"support": episodes["support"], "query": episodes["query"]}, mesh)
       state, metrics = step_fn(state, frozen, episodes)
-      pending.append(metrics)
       done = s + 1
-      if done % mc.log_every == 0 or done == total:
-        host = jax.device_get(pending)
-        pending = []
-        mean = {k: float(np.mean([m[k] for m in host])) for k in host[-1]}
-        if not all(np.isfinite(v) for v in mean.values()):
-          raise NonFiniteError(f"non-finite meta-training metrics near step {done}: {mean}; "
-                                   f"lower meta.learning_rate or meta.alpha_init")
+      pending.add(done, metrics)
+      if done % log_every == 0 or done == total:
+        mean = pending.window_mean()  # Raises NonFiniteError naming the first bad step.
+        warnings = monitor(done, mean) if main else []
+        if main:
+          log.info("meta %s", loop.format_metrics(done, total, mean))
         if writer is not None:
-          writer.write(done, mean)
+          writer.write(done, mean, warnings)
         bar.set_postfix(query_loss=f"{mean.get('meta_loss', float('nan')):.4g}")
       bar.update(1)
       if done % mc.checkpoint_every == 0 or done == total:
+        pending.check()  # A non-finite state is never saved.
         ckpt.save(done, state)
   finally:
     bar.close()

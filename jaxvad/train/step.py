@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -11,14 +11,48 @@ import optax
 from jaxvad.train import mesh as mesh_lib
 from jaxvad.train.state import TrainState
 
+# Bits of the ``nonfinite`` metric: which part of a step was not finite.
+NONFINITE_LOSS = 1
+NONFINITE_GRADS = 2
+NONFINITE_STATE = 4
+
+
+def all_finite(tree: Any) -> jax.Array:
+  """A bool scalar: every floating-point leaf of ``tree`` is finite (True for a tree without any)."""
+  leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+  ok = jnp.asarray(True)
+  for x in leaves:
+    ok = ok & jnp.all(jnp.isfinite(x))
+  return ok
+
+
+def nonfinite_flag(loss: jax.Array, grads: Any, new_state: Any) -> jax.Array:
+  """An int32 scalar: ``NONFINITE_LOSS | NONFINITE_GRADS | NONFINITE_STATE`` bits of what is not finite."""
+  flag = jnp.where(jnp.isfinite(loss), 0, NONFINITE_LOSS)
+  flag = flag | jnp.where(all_finite(grads), 0, NONFINITE_GRADS)
+  flag = flag | jnp.where(all_finite(new_state), 0, NONFINITE_STATE)
+  return flag.astype(jnp.int32)
+
+
+def guard(flag: jax.Array, new_state, old_state):
+  """NaN guard: ``new_state`` if ``flag == 0``, else ``old_state`` (step counter from ``new_state``).
+
+  A non-finite state is never applied: the host finds the flag in the metrics and stops before the
+  next save (`jaxvad.train.health.PendingMetrics`).
+  """
+  ok = flag == 0
+  kept = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new_state, old_state)
+  return kept.replace(step=new_state.step)
+
 
 def make_train_step(module, loss_fn: Callable, tx: optax.GradientTransformation, model_config) -> Callable:
   """Returns the un-jitted step; see `jit_train_step` for the sharded, donated version.
 
   The step draws its randomness from ``fold_in(rng, state.step)``, so a run resumed
-  from a checkpoint at step s is identical to an uninterrupted one. A step whose loss
-  or gradient is not finite leaves the state unchanged and reports ``nonfinite = 1``;
-  the loop raises on it (NaN guard) before anything is saved.
+  from a checkpoint at step s is identical to an uninterrupted one. Every step checks in-graph that
+  the loss, the gradients and the whole new state (parameters, optimiser and model state) are finite;
+  otherwise it keeps the old state (but counts the step) and reports the `nonfinite_flag` bits in
+  ``metrics["nonfinite"]``; the loop raises on it before anything is saved.
   """
 
   def train_step(state: TrainState, batch: dict, rng: jax.Array):
@@ -43,11 +77,9 @@ def make_train_step(module, loss_fn: Callable, tx: optax.GradientTransformation,
     params = optax.apply_updates(state.params, updates)
     new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state,
                            model_state=new_model_state)
-    ok = jnp.isfinite(value) & jnp.isfinite(grad_norm)
-    # NaN guard: keep the old state (but count the step) so the host can stop cleanly.
-    new_state = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new_state, state)
-    new_state = new_state.replace(step=state.step + 1)
-    metrics = {**metrics, "loss": value, "grad_norm": grad_norm, "nonfinite": 1 - ok.astype(jnp.int32)}
+    flag = nonfinite_flag(value, grads, new_state)
+    new_state = guard(flag, new_state, state)
+    metrics = {**metrics, "loss": value, "grad_norm": grad_norm, "nonfinite": flag}
     return new_state, metrics
 
   return train_step
