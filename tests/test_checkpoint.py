@@ -98,18 +98,26 @@ def test_checkpoint_of_another_model_is_one_line_and_kept(tmp_path):
 
 
 def test_training_another_model_in_a_workdir_is_one_line_and_keeps_its_record(tmp_path):
+  from jaxvad import run_record
   from jaxvad.data import synthetic
+  from jaxvad.errors import WorkdirError
   config = tiny_config()
   _, _, state = loop.create_train_state(config, mesh_lib.make_mesh(1), (16, 16))
   workdir = tmp_path / "run"
   ckpt = ckpt_lib.Checkpointer(workdir / "checkpoints")
   ckpt.save(6, state)
   ckpt.close()
-  (workdir / "config.json").write_text("the trained config")
+  record = config.to_json_best_effort(indent=2)
+  (workdir / "config.json").write_text(record)
   (workdir / "train_done.json").write_text("{}")
   config.model.width = 0.125
   split = synthetic.make_benchmark(size=16, **config.data.synthetic)["training"]
-  with pytest.raises(CheckpointError, match=r"^checkpoint .*/run/checkpoints/6 holds another model [^\n]*$"):
+  # The record refuses the changed model before the checkpoint is read ...
+  with pytest.raises(WorkdirError, match=r"model.width: 0.0625 -> 0.125"):
     loop.train(config, workdir, split, progress=False)
-  assert (workdir / "config.json").read_text() == "the trained config"
+  # ... and when the change is allowed, the checkpoint of the other model is one line.
+  with run_record.allowing_changes(), pytest.raises(
+      CheckpointError, match=r"^checkpoint .*/run/checkpoints/6 holds another model [^\n]*$"):
+    loop.train(config, workdir, split, progress=False)
+  assert (workdir / "config.json").read_text() == record
   assert (workdir / "train_done.json").exists()
