@@ -59,7 +59,7 @@ class EpisodeSampler:
   """
 
   def __init__(self, split: Split, t: int = 4, k_support: int = 1, n_query: int = 1, seed: int = 0,
-               scenes: list[str] | None = None):
+               scenes: list[str] | None = None, scene_weights: dict[str, float] | None = None):
     """Builds the sampler.
 
     Args:
@@ -69,6 +69,8 @@ class EpisodeSampler:
       n_query: Q, query windows per episode (the outer loss's data).
       seed: sampling seed.
       scenes: scenes to sample from (default: all scenes of the split).
+      scene_weights: scene -> relative probability of drawing it (``multisource.MultiSplit.scene_weights``);
+        None: scenes as balanced as possible (each meta-batch a fresh permutation).
     """
     if t < 1 or k_support < 1 or n_query < 1:
       raise ValueError(f"need t, k_support, n_query >= 1, got {t}, {k_support}, {n_query}")
@@ -96,8 +98,16 @@ class EpisodeSampler:
                         f"video allows only {most} disjoint windows")
       self.eligible[scene] = np.asarray(ok, np.int64)
     self._scene_to_id = {s: i for i, s in enumerate(self.scene_names)}
+    self.scene_probs = None
+    if scene_weights is not None:
+      w = np.asarray([float(scene_weights.get(s, 0.0)) for s in self.scenes], np.float64)
+      if not np.all(w >= 0) or w.sum() <= 0:
+        raise DataError(f"scene weights {scene_weights} give no positive weight to the scenes {self.scenes}")
+      self.scene_probs = w / w.sum()
 
   def _draw_scenes(self, rng: np.random.Generator, num_episodes: int) -> list[str]:
+    if self.scene_probs is not None:  # Weighted sources: independent draws.
+      return [self.scenes[i] for i in rng.choice(len(self.scenes), size=num_episodes, p=self.scene_probs)]
     # Without replacement within a meta-batch; beyond len(scenes) episodes, chain fresh permutations so that
     # scenes stay as balanced as possible.
     out: list[str] = []

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 
 from jaxvad import models
-from jaxvad.data import sources
+from jaxvad.data import multisource, sources
 from jaxvad.data.layout import VideoEntry, list_frames
 from jaxvad.data.prepare import read_frames
 from jaxvad.data.types import Split, VideoData
@@ -36,7 +36,7 @@ def run(config, workdir, *, progress: bool = True) -> dict:
   table (per-video adaptation, small) is then computed by every process on its own devices. Writes ``workdir/fewshot/{fewshot.json, table.md}`` and per-(method, K) per-frame scores.
   """
   workdir = pathlib.Path(workdir)
-  source = sources.load(config.data, "training", progress=progress)
+  source = multisource.load(config.data, "training", progress=progress)
   params = meta_train_lib.pretrain(config, workdir, source, progress=progress)
   theta, alpha, frozen = meta_train_lib.meta_train(config, workdir, source, params, progress=progress)
   target = sources.load(config.target, "testing", progress=progress)
@@ -46,7 +46,7 @@ def run(config, workdir, *, progress: bool = True) -> dict:
                                 score_weights=dict(config.eval.score_weights), progress=progress)
   if jax.process_index() != 0:  # Multi-process job: every process computed the table; process 0 writes it.
     return table
-  name = f"{config.data.dataset} -> {target.dataset}" + (
+  name = f"{source.dataset} -> {target.dataset}" + (
       f" (scenes {','.join(config.target.scenes)})" if config.target.get("scenes", ()) else "")
   rows = fewshot.table_rows(table, name)
   text = report.format_table(rows, ["target", "method"] + [f"K={k}" for k in table["shots"]])
@@ -56,7 +56,7 @@ def run(config, workdir, *, progress: bool = True) -> dict:
       summary = {kk: v for kk, v in res.items() if kk != "frame_scores"}
       atomic_write_json(out / f"results_{method}_K{k}.json", summary)
   table["alpha_mean"] = float(np.mean([np.mean(np.abs(a)) for a in jax.tree.leaves(alpha)]))
-  table["source"], table["target"] = config.data.dataset, target.dataset
+  table["source"], table["target"] = source.dataset, target.dataset
   atomic_write_json(out / "fewshot.json", table, indent=2)
   atomic_write_text(out / "table.md", f"{text}\n\n{COLUMNS_NOTE}; {table['dropped_note']}.\n")
   print(f"\nFew-shot scene adaptation ({COLUMNS_NOTE}):\n{text}")

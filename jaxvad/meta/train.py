@@ -80,7 +80,7 @@ def meta_train(config, workdir, split: Split, params, *, progress: bool = True):
       meta_step_lib.make_meta_step(task_loss, tx, inner_steps=mc.inner_steps, first_order=mc.first_order,
                                    batching=batching, hessian=mc.get("hessian", "forward")), mesh)
   sampler = EpisodeSampler(split, t=config.data.t, k_support=mc.k_support, n_query=mc.n_query,
-                           seed=config.seed)
+                           seed=config.seed, scene_weights=getattr(split, "scene_weights", None))
   log.info("meta-training theta (%d params) and alpha on %d scenes of %s: steps %d -> %d, %d episodes "
            "per meta-batch, K=%d, Q=%d, %s, %s-order", sum(x.size for x in jax.tree.leaves(theta)),
            len(sampler.scene_names), split.dataset, start, total, mc.episodes, mc.k_support, mc.n_query,
