@@ -119,3 +119,10 @@ def test_realscenes_and_synthetic_as_one_source(tmp_path):
   counts = collections.Counter(v.scene for v in split.videos)
   assert counts["realscenes/avenue"] == 4 and counts["realscenes/pets09"] == 1
   assert sum(v.num_frames for v in split.videos if v.scene.startswith("realscenes/")) == 3188
+
+
+def test_prepare_each_on_disk_source(tmp_path):
+  _write(tmp_path / "cam_a", seed=1)
+  c = _data(tmp_path, [dict(name="mycam", root=str(tmp_path / "cam_a"), scene_rule="prefix"), dict(name="synthetic")])
+  paths = multisource.prepare_from_config(c, progress=False)
+  assert len(paths) == 1 and "mycam" in str(paths[0]) and "training" in str(paths[0])

@@ -147,3 +147,15 @@ def load(data_config, split: str, *, progress: bool = True) -> Split:
                      scene_weights=None if out.scene_weights is None else
                      {s: w for s, w in out.scene_weights.items() if s in set(kept.scenes)})
   return out
+
+
+def prepare_from_config(data_config, progress: bool = True) -> list:
+  """`sources.prepare_from_config` for one data set or each on-disk source of ``data.sources`` (`jaxvad prepare`)."""
+  if not has_sources(data_config):
+    return sources_lib.prepare_from_config(data_config, progress=progress)
+  out = []
+  for c, _ in source_configs(data_config):
+    if c.dataset == "synthetic" and not c.root:
+      continue  # Generated in memory: nothing to prepare.
+    out.extend(sources_lib.prepare_from_config(c, splits=("training",), progress=progress))
+  return out
