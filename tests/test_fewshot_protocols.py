@@ -204,3 +204,27 @@ def test_real_configs_load_and_pass_the_checks(tmp_path, monkeypatch, variant):
     protocol.run(config, tmp_path / "w", progress=False)
   real = ["realscenes/avenue", "realscenes/pets09"]
   assert seen["scenes"] == (real if variant == "real_ped2" else real + [f"synthetic/0{i}" for i in range(1, 9)])
+
+
+@pytest.mark.slow
+def test_all_rows_both_protocols_with_selection_end_to_end(tmp_path):
+  import json
+  config = config_lib.apply_overrides(config_lib.load_config("configs/meta.py:synthetic"), TINY + [
+      "meta.log_every=1", "meta.checkpoint_every=1", "fewshot.batch_size=8"])
+  config.fewshot.methods = ("meta", "meta_fo", "finetune", "pretrained")
+  config.fewshot.support = ("test_first", "train_random")
+  config.fewshot.select = dict(val_fraction=0.4, lrs=(1e-2, 1e-1), steps=(1, 2), episodes=2)
+  config.meta.k_support, config.meta.n_query = 1, 1  # Held-out tails of 12 frames hold one episode of 2 x 5.
+  table = protocol.run(config, tmp_path / "w", progress=False)
+  saved = json.loads((tmp_path / "w" / "fewshot" / "fewshot.json").read_text())
+  assert saved["support"] == "test_first" and set(saved["by_support"]) == {"train_random"}
+  for tab in (saved, saved["by_support"]["train_random"]):
+    assert set(tab["auc"]) == {"meta", "meta_fo", "finetune", "pretrained"}
+    assert tab["num_frames_scored"] == saved["num_frames_scored"]  # Both protocols score the same frames.
+  assert set(saved["finetune_selection"]) == {"finetune", "pretrained"}
+  assert saved["finetune"]["pretrained"]["lr"] == saved["finetune_selection"]["pretrained"]["lr"]
+  assert (tmp_path / "w" / "first_order" / "meta" / "metrics.jsonl").exists()
+  assert len(saved["abnormal_support"]) == 1 and set(next(iter(saved["abnormal_support"].values()))) == {"0", "1", "3"}
+  text = (tmp_path / "w" / "fewshot" / "table.md").read_text()
+  assert "Pre-trained" in text and "Finetune from meta init" in text and "train_random" in text
+  assert table["shots"] == [0, 1, 3]
