@@ -86,7 +86,8 @@ def real_config(arg: str) -> ml_collections.ConfigDict:
   mixed_ped2  the same plus the 8 synthetic scenes (weighted so real and synthetic are drawn equally often).
   Both: 64x64, width 0.25, 500 pre-training steps, 300 meta-training steps of 4 episodes, K = 5 / Q = 2
   while meta-training; rows Meta (2nd order), Meta (1st order), Finetune from meta init and Pre-trained
-  (fine-tuning step size and count chosen on held-out source episodes); both support protocols.
+  (fine-tuning step size and count chosen on held-out source episodes); both support protocols; the in-domain
+  reference line (the same model trained on Ped2's own training split, 500 steps).
 
     JAXVAD_DATA=../shared/data jaxvad meta --config configs/meta.py:real_ped2 --workdir runs/meta_real_ped2
     JAXVAD_DATA=../shared/data jaxvad meta --config configs/meta.py:mixed_ped2 --workdir runs/meta_mixed_ped2
@@ -109,6 +110,7 @@ def real_config(arg: str) -> ml_collections.ConfigDict:
   c.meta.num_steps = 300
   c.fewshot.methods = ("meta", "meta_fo", "finetune", "pretrained")  # meta_fo: a 2nd, first-order meta-training.
   c.fewshot.support = ("test_first", "train_random")
+  c.fewshot.reference = True  # In-domain reference line: the same model trained on Ped2's training split.
   # Fine-tuning step size and count chosen on held-out source episodes (the last 20% of every source video).
   c.fewshot.select = dict(val_fraction=0.2, lrs=(1e-3, 1e-2, 1e-1), steps=(1, 5), episodes=8)
   return c

@@ -126,6 +126,7 @@ TINY = ["data.size=[16,16]", "data.synthetic.num_scenes=3", "data.synthetic.fram
     ("meta.k_support=6", 1, DataError, "scene 0[12] of"),
     ("meta.episodes=2", 4, ConfigError, "meta.episodes=2"),
     ("fewshot.support=('train_random','x')", 1, ConfigError, "unknown protocol"),
+    ("train.batch_size=200", 1, DataError, "train.batch_size=200"),
 ])
 def test_early_checks_fire_before_any_training_step(tmp_path, monkeypatch, override, device_count, error, match):
   def no_training(*args, **kwargs):
@@ -215,6 +216,7 @@ def test_all_rows_both_protocols_with_selection_end_to_end(tmp_path):
   config.fewshot.support = ("test_first", "train_random")
   config.fewshot.select = dict(val_fraction=0.4, lrs=(1e-2, 1e-1), steps=(1, 2), episodes=2)
   config.meta.k_support, config.meta.n_query = 1, 1  # Held-out tails of 12 frames hold one episode of 2 x 5.
+  config.fewshot.reference = True
   table = protocol.run(config, tmp_path / "w", progress=False)
   saved = json.loads((tmp_path / "w" / "fewshot" / "fewshot.json").read_text())
   assert saved["support"] == "test_first" and set(saved["by_support"]) == {"train_random"}
@@ -227,4 +229,7 @@ def test_all_rows_both_protocols_with_selection_end_to_end(tmp_path):
   assert len(saved["abnormal_support"]) == 1 and set(next(iter(saved["abnormal_support"].values()))) == {"0", "1", "3"}
   text = (tmp_path / "w" / "fewshot" / "table.md").read_text()
   assert "Pre-trained" in text and "Finetune from meta init" in text and "train_random" in text
+  assert "In-domain reference" in text and 0 <= saved["reference"]["auc"] <= 1
+  assert saved["reference"]["num_frames_scored"] == saved["num_frames_scored"]
+  assert (tmp_path / "w" / "reference" / "checkpoints").is_dir()
   assert table["shots"] == [0, 1, 3]

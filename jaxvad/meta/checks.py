@@ -3,7 +3,8 @@
 Each raises a one-line `jaxvad.errors.ConfigError` / `DataError` naming the field or video, the problem and the fix:
 
 - ``meta.episodes`` against the device count (a meta-batch is split over the devices);
-- every source scene eligible for meta-training episodes (K support + Q query disjoint windows);
+- every source scene eligible for meta-training episodes (K support + Q query disjoint windows), and one
+  pre-training batch of source windows (and of target training windows for the in-domain reference);
 - the target's test videos against the tested shots: K support windows and at least one scored frame after
   the first t + max(K) frames (protocol "test_first"), and with protocol "train_random" enough training windows
   of each target camera for max(K) shots.
@@ -66,10 +67,25 @@ def check_target_videos(target: Split, *, t: int, shots, supports=("test_first",
                       f"frames, fewer than K = {kmax} shots for support 'train_random'; lower fewshot.shots")
 
 
+def check_windows_vs_batch(split: Split, *, t: int, batch_size: int, what: str) -> None:
+  """A training split holds at least one batch of windows."""
+  windows = sum(max(0, v.num_frames - t) for v in split.videos)
+  if windows < batch_size:
+    raise DataError(f"{what} ({split.dataset}/{split.split}) has {windows} windows of t+1 = {t + 1} frames, fewer "
+                    f"than train.batch_size={batch_size}; lower train.batch_size or add videos")
+
+
 def check_all(config, source: Split, target: Split, target_train: Split | None = None) -> None:
   """All checks of this module for a `jaxvad meta` config (called before pre-training)."""
   mc = config.meta
   check_episodes_vs_devices(int(mc.episodes), device_count(config))
+  check_windows_vs_batch(source, t=config.data.t, batch_size=int(config.train.batch_size), what="the source")
+  if config.fewshot.get("reference", False):
+    if target_train is None or not target_train.videos:
+      raise DataError(f"fewshot.reference=True trains on the target's training videos; {target.dataset} has none "
+                      f"(set fewshot.reference=False)")
+    check_windows_vs_batch(target_train, t=config.data.t, batch_size=int(config.train.batch_size),
+                           what="the target's training split (in-domain reference)")
   check_source_scenes(source, t=config.data.t, k_support=mc.k_support, n_query=mc.n_query)
   check_target_videos(target, t=config.data.t, shots=config.fewshot.shots,
                       supports=tuple(config.fewshot.get("support", ("test_first",))), target_train=target_train)

@@ -17,6 +17,7 @@ from jaxvad.data.types import Split, VideoData
 from jaxvad.evaluate import report, scoring
 from jaxvad.meta import checks, core, fewshot, finetune_select
 from jaxvad.meta import train as meta_train_lib
+from jaxvad.train import loop
 from jaxvad.utils import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,30 @@ def _init_table_inputs(config, workdir, source, params, *, progress):
   return inits
 
 
+def in_domain_reference(config, workdir, target: Split, target_train: Split, *, progress: bool = True) -> dict:
+  """The in-domain reference line: the same model trained on the target's own training split (unsupervised).
+
+  Trained (or resumed) in ``workdir/reference`` with the full MPN loss and ``train.num_steps`` steps, then scored
+  without adaptation on the frames every few-shot column scores (the first t + max(K) of each video dropped).
+
+  Returns:
+    {"auc", "per_video_auc", "num_frames_scored", "train_steps"}.
+  """
+  ref = copy.deepcopy(config)
+  ref.data = config.target.copy_and_resolve_references()
+  state = loop.train(ref, pathlib.Path(workdir) / "reference", target_train, progress=progress)
+  params = jax.device_get(state.params)
+  theta, frozen = core.split_params(params)
+  adapter = _adapter(config, frozen)
+  first_window = max(int(k) for k in config.fewshot.shots)
+  parts = [fewshot.score_video_adapted(adapter, "meta", theta, None, target, i, t=config.data.t, k=0,
+                                       first_window=first_window, batch_size=config.fewshot.batch_size)
+           for i in range(len(target.videos))]
+  res = scoring.evaluate_scores(scoring.merge_video_scores(parts), score_weights=dict(config.eval.score_weights))
+  return {"auc": res["auc"], "per_video_auc": res["per_video_auc"], "num_frames_scored": res["num_frames_scored"],
+          "train_steps": int(state.step)}
+
+
 def run(config, workdir, *, progress: bool = True) -> dict:
   """Checks -> pre-train -> meta-train -> few-shot tables on the target; every stage resumes from ``workdir``.
 
@@ -74,8 +99,9 @@ def run(config, workdir, *, progress: bool = True) -> dict:
   supports = tuple(config.fewshot.get("support", ("test_first",)))
   source = multisource.load(config.data, "training", progress=progress)
   target = sources.load(config.target, "testing", progress=progress)
-  target_train = (sources.load(config.target, "training", progress=progress) if "train_random" in supports
-                  else None)
+  reference = bool(config.fewshot.get("reference", False))
+  target_train = (sources.load(config.target, "training", progress=progress)
+                  if "train_random" in supports or reference else None)
   select = config.fewshot.get("select", None)
   heldout = None
   if select:  # Hold out the tail of every source video for choosing the fine-tuning step size and count.
@@ -86,6 +112,7 @@ def run(config, workdir, *, progress: bool = True) -> dict:
   inits = _init_table_inputs(config, workdir, source, params, progress=progress)
   chosen = _select_finetune(config, heldout, theta, inits, frozen) if select else {}
   adapter = _adapter(config, frozen, {m: (c["lr"], c["steps"]) for m, c in chosen.items()})
+  ref = in_domain_reference(config, workdir, target, target_train, progress=progress) if reference else None
   tables = {}
   for support in supports:
     tables[support] = fewshot.fewshot_table(
@@ -98,6 +125,9 @@ def run(config, workdir, *, progress: bool = True) -> dict:
   name = f"{source.dataset} -> {target.dataset}" + (
       f" (scenes {','.join(config.target.scenes)})" if config.target.get("scenes", ()) else "")
   rows = [r for support in supports for r in fewshot.table_rows(tables[support], name)]
+  if ref is not None:  # A line: the same value in every column.
+    rows.append({"target": name, "support": "-", "method": "In-domain reference",
+                 **{f"K={k}": ref["auc"] for k in table["shots"]}})
   text = report.format_table(rows, ["target", "support", "method"] + [f"K={k}" for k in table["shots"]])
   out = workdir / "fewshot"
   for support, tab in tables.items():
@@ -111,6 +141,7 @@ def run(config, workdir, *, progress: bool = True) -> dict:
   table["finetune"] = {m: dict(zip(("lr", "steps"), adapter.finetune_settings(m))) for m in table["methods"]
                        if fewshot.ADAPTATION.get(m) == "finetune"}
   table["finetune_selection"] = chosen or None
+  table["reference"] = ref
   table["by_support"] = {s: tab for s, tab in tables.items() if s != supports[0]}
   atomic_write_json(out / "fewshot.json", table, indent=2)
   note = f"{COLUMNS_NOTE}; {table['dropped_note']}."
