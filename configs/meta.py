@@ -84,8 +84,8 @@ def real_config(arg: str) -> ml_collections.ConfigDict:
 
   real_ped2   sources: realscenes (avenue + pets09: 2 real cameras, 5 videos, 3,188 frames) -> Ped2 test.
   mixed_ped2  the same plus the 8 synthetic scenes (weighted so real and synthetic are drawn equally often).
-  Both: 64x64, width 0.25, 500 pre-training steps, 300 meta-training steps of 4 episodes, K = 5 / Q = 2
-  while meta-training; rows Meta (2nd order), Meta (1st order), Finetune from meta init and Pre-trained
+  Both: 64x64, width 0.25, 500 pre-training steps, 300 meta-training steps of 4 episodes, K drawn per
+  meta-batch from (1, 5, 10), Q = 2; rows Meta (2nd order), Meta (1st order), Finetune from meta init and Pre-trained
   (fine-tuning step size and count chosen on held-out source episodes); both support protocols; the in-domain
   reference line (the same model trained on Ped2's own training split, 500 steps).
 
@@ -108,6 +108,7 @@ def real_config(arg: str) -> ml_collections.ConfigDict:
   c.train.num_steps = 500
   _meta_fields(c, paper=False)
   c.meta.num_steps = 300
+  c.meta.shots = (1, 5, 10)  # K drawn per meta-batch from the tested shots (not yet compared with one K).
   c.fewshot.methods = ("meta", "meta_fo", "finetune", "pretrained")  # meta_fo: a 2nd, first-order meta-training.
   c.fewshot.support = ("test_first", "train_random")
   c.fewshot.reference = True  # In-domain reference line: the same model trained on Ped2's training split.
@@ -123,4 +124,6 @@ def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:  # pylint: 
   c = real_config(arg) if arg in REAL_VARIANTS else _base_get_config(arg)
   if "support" not in c.fewshot:  # Support protocols ("test_first" | "train_random"), docs/fewshot.md.
     c.fewshot.support = ("test_first",)
+  if "shots" not in c.meta:  # Non-empty: meta-training draws K per meta-batch from it (else meta.k_support).
+    c.meta.shots = ()
   return c

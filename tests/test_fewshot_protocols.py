@@ -127,6 +127,7 @@ TINY = ["data.size=[16,16]", "data.synthetic.num_scenes=3", "data.synthetic.fram
     ("meta.episodes=2", 4, ConfigError, "meta.episodes=2"),
     ("fewshot.support=('train_random','x')", 1, ConfigError, "unknown protocol"),
     ("train.batch_size=200", 1, DataError, "train.batch_size=200"),
+    ("meta.shots=(1,6)", 1, DataError, "K = 6"),
 ])
 def test_early_checks_fire_before_any_training_step(tmp_path, monkeypatch, override, device_count, error, match):
   def no_training(*args, **kwargs):
@@ -217,6 +218,7 @@ def test_all_rows_both_protocols_with_selection_end_to_end(tmp_path):
   config.fewshot.select = dict(val_fraction=0.4, lrs=(1e-2, 1e-1), steps=(1, 2), episodes=2)
   config.meta.k_support, config.meta.n_query = 1, 1  # Held-out tails of 12 frames hold one episode of 2 x 5.
   config.fewshot.reference = True
+  config.meta.shots, config.meta.num_steps = (1, 2), 3  # K drawn per meta-batch.
   table = protocol.run(config, tmp_path / "w", progress=False)
   saved = json.loads((tmp_path / "w" / "fewshot" / "fewshot.json").read_text())
   assert saved["support"] == "test_first" and set(saved["by_support"]) == {"train_random"}

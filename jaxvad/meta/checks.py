@@ -86,6 +86,7 @@ def check_all(config, source: Split, target: Split, target_train: Split | None =
                       f"(set fewshot.reference=False)")
     check_windows_vs_batch(target_train, t=config.data.t, batch_size=int(config.train.batch_size),
                            what="the target's training split (in-domain reference)")
-  check_source_scenes(source, t=config.data.t, k_support=mc.k_support, n_query=mc.n_query)
+  kmax = max(tuple(mc.get("shots", ())) or (mc.k_support,))  # meta.shots: K drawn per meta-batch.
+  check_source_scenes(source, t=config.data.t, k_support=int(kmax), n_query=mc.n_query)
   check_target_videos(target, t=config.data.t, shots=config.fewshot.shots,
                       supports=tuple(config.fewshot.get("support", ("test_first",))), target_train=target_train)
