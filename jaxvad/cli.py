@@ -93,9 +93,9 @@ def cmd_synth(args) -> None:
 
 
 def cmd_prepare(args) -> None:
-  from jaxvad.data import sources
+  from jaxvad.data import multisource
   config = _config(args, "prepare")
-  for path in sources.prepare_from_config(config.data, progress=not args.no_progress):
+  for path in multisource.prepare_from_config(config.data, progress=not args.no_progress):
     print(f"cached {path}")
 
 

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from jaxvad import config_lib, preflight, run_record
-from jaxvad.data import sources
+from jaxvad.data import multisource, sources
 from jaxvad.data.errors import DataError
 from jaxvad.evaluate import report, scoring
 from jaxvad.train import checkpoint as ckpt_lib
@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 
 
 def train(config, workdir, *, progress: bool = True, stop_after: int | None = None):
-  """Loads the training split of ``config.data`` and runs (or resumes) `loop.train`."""
-  split = sources.load(config.data, "training", progress=progress)
+  """Loads the training split of ``config.data`` (the union of ``data.sources`` when set) and runs `loop.train`."""
+  split = multisource.load(config.data, "training", progress=progress)
   return loop.train(config, workdir, split, progress=progress, stop_after=stop_after)
 
 

@@ -109,3 +109,17 @@ def test_first_k_windows():
   assert first_k_windows(v, t=T, k=7).shape[0] == 7  # 7 + t = 9 frames exactly
   with pytest.raises(DataError, match=r"video 03 has 9 frames, too short for K = 8"):
     first_k_windows(v, t=T, k=8)
+
+
+def test_shots_sampler_draws_k_per_meta_batch():
+  from jaxvad.data.episodes import ShotsSampler, make_sampler
+  split = make_split(lengths=(20, 20), scenes=("s0", "s1"))
+  sampler = make_sampler(split, t=T, k_support=(1, 3), n_query=1, seed=0)
+  assert isinstance(sampler, ShotsSampler)
+  ks = [sampler.sample(step, 2)["support"].shape[1] for step in range(20)]
+  assert set(ks) == {1, 3}
+  assert ks == [make_sampler(split, t=T, k_support=(1, 3), n_query=1, seed=0).sample(s, 2)["support"].shape[1]
+                for s in range(20)]  # Deterministic from (seed, step): resumable.
+  assert isinstance(make_sampler(split, t=T, k_support=2, n_query=1), EpisodeSampler)
+  with pytest.raises(DataError, match="K = 6"):  # 7 disjoint windows of 3 frames do not fit in 20 frames.
+    ShotsSampler(split, t=T, shots=(1, 6), n_query=1)

@@ -60,7 +60,7 @@ class EpisodeSampler:
   """
 
   def __init__(self, split: Split, t: int = 4, k_support: int = 1, n_query: int = 1, seed: int = 0,
-               scenes: list[str] | None = None):
+               scenes: list[str] | None = None, scene_weights: dict[str, float] | None = None):
     """Builds the sampler.
 
     Args:
@@ -70,6 +70,8 @@ class EpisodeSampler:
       n_query: Q, query windows per episode (the outer loss's data).
       seed: sampling seed.
       scenes: scenes to sample from (default: all scenes of the split).
+      scene_weights: scene -> relative probability of drawing it (``multisource.MultiSplit.scene_weights``);
+        None: scenes as balanced as possible (each meta-batch a fresh permutation).
     """
     if t < 1 or k_support < 1 or n_query < 1:
       raise ConfigError(f"need t, k_support, n_query >= 1, got {t}, {k_support}, {n_query}")
@@ -97,8 +99,16 @@ class EpisodeSampler:
                         f"video allows only {most} disjoint windows")
       self.eligible[scene] = np.asarray(ok, np.int64)
     self._scene_to_id = {s: i for i, s in enumerate(self.scene_names)}
+    self.scene_probs = None
+    if scene_weights is not None:
+      w = np.asarray([float(scene_weights.get(s, 0.0)) for s in self.scenes], np.float64)
+      if not np.all(w >= 0) or w.sum() <= 0:
+        raise DataError(f"scene weights {scene_weights} give no positive weight to the scenes {self.scenes}")
+      self.scene_probs = w / w.sum()
 
   def _draw_scenes(self, rng: np.random.Generator, num_episodes: int) -> list[str]:
+    if self.scene_probs is not None:  # Weighted sources: independent draws.
+      return [self.scenes[i] for i in rng.choice(len(self.scenes), size=num_episodes, p=self.scene_probs)]
     # Without replacement within a meta-batch; beyond len(scenes) episodes, chain fresh permutations so that
     # scenes stay as balanced as possible.
     out: list[str] = []
@@ -152,3 +162,43 @@ class EpisodeSampler:
         "query": query,
         "scene": idx["scene"],
     }
+
+
+class ShotsSampler:
+  """Meta-batches whose support size K is drawn per meta-batch from ``shots`` (meta-training that matches testing).
+
+  Each meta-batch has one K (so it stacks), drawn uniformly from ``shots`` by ``default_rng([seed, step, 1])``;
+  its episodes come from the `EpisodeSampler` of that K (same seed), so resuming reproduces the same batches.
+  Every source scene must hold an episode of max(shots) support + Q query windows.
+
+  Attributes:
+    shots: the support sizes, sorted.
+    samplers: K -> EpisodeSampler.
+    scene_names: as `EpisodeSampler.scene_names`.
+  """
+
+  def __init__(self, split: Split, t: int = 4, shots=(1,), n_query: int = 1, seed: int = 0,
+               scenes: list[str] | None = None, scene_weights: dict[str, float] | None = None):
+    self.shots = sorted({int(k) for k in shots})
+    if not self.shots or self.shots[0] < 1:
+      raise ValueError(f"meta-training shots must be >= 1, got {tuple(shots)}")
+    self.seed = seed
+    # The largest K first: its eligibility error is the one that names a too-short scene.
+    self.samplers = {k: EpisodeSampler(split, t=t, k_support=k, n_query=n_query, seed=seed, scenes=scenes,
+                                       scene_weights=scene_weights) for k in reversed(self.shots)}
+    self.scene_names = self.samplers[self.shots[0]].scene_names
+
+  def k_for_step(self, step: int) -> int:
+    return self.shots[int(np.random.default_rng([self.seed, step, 1]).integers(len(self.shots)))]
+
+  def sample(self, step: int, num_episodes: int) -> dict[str, np.ndarray]:
+    """A meta-batch of `EpisodeSampler.sample` with K = ``k_for_step(step)``."""
+    return self.samplers[self.k_for_step(step)].sample(step, num_episodes)
+
+
+def make_sampler(split: Split, *, t: int, k_support, n_query: int, seed: int = 0,
+                 scene_weights: dict[str, float] | None = None):
+  """An `EpisodeSampler` for one K (an int), a `ShotsSampler` for several (a tuple: K drawn per meta-batch)."""
+  if isinstance(k_support, (tuple, list)):
+    return ShotsSampler(split, t=t, shots=k_support, n_query=n_query, seed=seed, scene_weights=scene_weights)
+  return EpisodeSampler(split, t=t, k_support=int(k_support), n_query=n_query, seed=seed, scene_weights=scene_weights)

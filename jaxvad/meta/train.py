@@ -19,7 +19,7 @@ import jax
 import tqdm
 
 from jaxvad import models
-from jaxvad.data.episodes import EpisodeSampler
+from jaxvad.data.episodes import make_sampler
 from jaxvad.data.types import Split
 from jaxvad.meta import core
 from jaxvad.meta import step as meta_step_lib
@@ -91,11 +91,12 @@ def meta_train(config, workdir, split: Split, params, *, progress: bool = True):
   step_fn = meta_step_lib.jit_meta_step(
       meta_step_lib.make_meta_step(task_loss, tx, inner_steps=mc.inner_steps, first_order=mc.first_order,
                                    batching=batching, hessian=mc.get("hessian", "forward")), mesh)
-  sampler = EpisodeSampler(split, t=config.data.t, k_support=mc.k_support, n_query=mc.n_query,
-                           seed=config.seed)
+  k_support = tuple(mc.get("shots", ())) or mc.k_support  # meta.shots set: K drawn per meta-batch from it.
+  sampler = make_sampler(split, t=config.data.t, k_support=k_support, n_query=mc.n_query, seed=config.seed,
+                         scene_weights=getattr(split, "scene_weights", None))
   log.info("meta-training theta (%d params) and alpha on %d scenes of %s: steps %d -> %d, %d episodes "
-           "per meta-batch, K=%d, Q=%d, %s, %s-order", sum(x.size for x in jax.tree.leaves(theta)),
-           len(sampler.scene_names), split.dataset, start, total, mc.episodes, mc.k_support, mc.n_query,
+           "per meta-batch, K=%s, Q=%d, %s, %s-order", sum(x.size for x in jax.tree.leaves(theta)),
+           len(sampler.scene_names), split.dataset, start, total, mc.episodes, k_support, mc.n_query,
            batching, "first" if mc.first_order else "second")
   writer = MetricsWriter(out / "metrics.jsonl", resume_step=start) if main else None
   pending = health.PendingMetrics(
