@@ -7,7 +7,6 @@ import logging
 import pathlib
 
 import jax
-import numpy as np
 
 from jaxvad import config_lib, preflight, run_record
 from jaxvad.data import multisource, sources

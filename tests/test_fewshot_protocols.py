@@ -122,7 +122,7 @@ TINY = ["data.size=[16,16]", "data.synthetic.num_scenes=3", "data.synthetic.fram
 
 
 @pytest.mark.parametrize("override, device_count, error, match", [
-    ("fewshot.shots=(0,1,30)", 1, DataError, "target video 03_"),
+    ("fewshot.shots=(0,1,30)", 1, DataError, "video 03_"),
     ("meta.k_support=6", 1, DataError, "scene 0[12] of"),
     ("meta.episodes=2", 4, ConfigError, "meta.episodes=2"),
     ("fewshot.support=('train_random','x')", 1, ConfigError, "unknown protocol"),

@@ -154,3 +154,43 @@ def test_four_device_mesh_matches_one_device():
   evaluation on the mesh the 1-device scores."""
   from conftest import run_on_cpu_devices  # Here, not at the top: subprocesses import this module.
   assert "max param diff" in run_on_cpu_devices(MULTI_DEVICE_SCRIPT, 4, timeout=300)
+
+
+KILLED_SCRIPT = r"""
+import sys, time
+from jaxvad.data import synthetic
+from jaxvad.data import windows
+from jaxvad.train import loop
+import tests.test_train as tt
+_batch_at = windows.WindowSource.batch_at
+def slow_batch_at(self, *a, **k):  # Slows the run so that the parent can kill it mid-way.
+  time.sleep(0.05)
+  return _batch_at(self, *a, **k)
+windows.WindowSource.batch_at = slow_batch_at
+config = tt.tiny_config(num_steps=60, log_every=3, checkpoint_every=3)
+split = synthetic.make_benchmark(size=16, **config.data.synthetic)["training"]
+loop.train(config, sys.argv[1], split, progress=False)
+"""
+
+
+def test_resume_after_kill_9_equals_uninterrupted(tmp_path, split):
+  """SIGKILL mid-run (possibly while a checkpoint is written), resume: bit-identical parameters."""
+  import os, pathlib, signal, subprocess, sys, time  # pylint: disable=import-outside-toplevel,multiple-imports
+  config = tiny_config(num_steps=60, log_every=3, checkpoint_every=3)
+  full = loop.train(config, tmp_path / "full", split, progress=False)
+  root = pathlib.Path(__file__).resolve().parents[1]
+  env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+  proc = subprocess.Popen([sys.executable, "-c", KILLED_SCRIPT, str(tmp_path / "cut")], cwd=root, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  ckpts = tmp_path / "cut" / "checkpoints"
+  give_up = time.monotonic() + 1800  # Only against a hung child; a slow machine just waits longer.
+  while time.monotonic() < give_up and proc.poll() is None and not (ckpts.exists() and any(p.name.isdigit() and int(p.name) >= 9
+                                                             for p in ckpts.iterdir())):
+    time.sleep(0.02)
+  assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert proc.returncode == -signal.SIGKILL
+  resumed = loop.train(config, tmp_path / "cut", split, progress=False)
+  assert int(resumed.step) == int(full.step) == 60
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(full.params), jax.device_get(resumed.params))

@@ -3,9 +3,7 @@ error maps and normalcy maps with colour bars."""
 
 from __future__ import annotations
 
-import os
 import pathlib
-import re
 
 import matplotlib
 
