@@ -110,7 +110,7 @@ def real_config(arg: str) -> ml_collections.ConfigDict:
   elif arg == "mixed_ped2":
     c.data.sources = (dict(real, weight=1.0), dict(name="synthetic", weight=1.0))
   else:
-    raise ValueError(f"unknown variant {arg!r}; use one of {REAL_VARIANTS}")
+    raise config_lib.ConfigError(f"unknown variant {arg!r}; use one of {REAL_VARIANTS}")
   c.target = config_lib.data_config("ped2", size=64)
   c.train.num_steps = 500
   _meta_fields(c, paper=False)
