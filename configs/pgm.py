@@ -68,7 +68,7 @@ def _parse(arg: str):
   if arg.endswith(PAPER_UPDATE):
     base, overrides = _parse(arg[:-len(PAPER_UPDATE)])
     if not _has_memory(arg[:-len(PAPER_UPDATE)]):
-      raise ValueError(f"variant {arg!r}: {arg[:-len(PAPER_UPDATE)]!r} has no memory to update")
+      raise config_lib.ConfigError(f"variant {arg!r}: {arg[:-len(PAPER_UPDATE)]!r} has no memory to update")
     return base, {**overrides, "update_scope": "all"}
   if arg in BASE_VARIANTS:
     return arg, {}
