@@ -95,8 +95,9 @@ def cmd_synth(args) -> None:
 def cmd_prepare(args) -> None:
   from jaxvad.data import multisource
   config = _config(args, "prepare")
+  what = "TFDS data set" if config.data.get("format", "cache") == "tfds" else "cached"
   for path in multisource.prepare_from_config(config.data, progress=not args.no_progress):
-    print(f"cached {path}")
+    print(f"{what} {path}")
 
 
 def cmd_train(args) -> None:
