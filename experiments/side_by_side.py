@@ -78,7 +78,7 @@ def torch_command(args, size: int, out: pathlib.Path) -> list[str]:
 def jax_command(args, size: int, out: pathlib.Path) -> list[str]:
   """This file in ``--worker`` mode: jaxvad's timings of the same parts at one size."""
   cmd = [args.jax_python, str(pathlib.Path(__file__).resolve()), "--worker", "--sizes", str(size),
-         "--parts", ",".join(args.parts), "--warmup", str(args.warmup), "--repeats", str(args.repeats),
+         "--parts", ",".join(args.parts), "--threads", str(args.threads), "--warmup", str(args.warmup), "--repeats", str(args.repeats),
          "--step-warmup", str(args.step_warmup), "--step-repeats", str(args.step_repeats),
          "--variant", args.variant, "--hessian", args.hessian, "--out", str(out)]
   return cmd + (["--conv", args.conv] if args.conv else [])
@@ -106,7 +106,7 @@ def jax_worker(args) -> dict:
   infer_timing = dict(warmup=args.warmup, repeats=args.repeats, budget_s=None)
   step_timing = dict(warmup=args.step_warmup, repeats=args.step_repeats, budget_s=None)
   config = lib.load_config("mpn", args.variant, size, "float32", conv=args.conv)
-  res = {"environment": lib.environment(), "size": size, "variant": args.variant, "width": config.model.width,
+  res = {"environment": lib.environment(), "threads": args.threads, "size": size, "variant": args.variant, "width": config.model.width,
          "conv": config.model.get("conv", "xla"), "hessian": args.hessian, "parts": {}}
   for part in args.parts:
     t0 = time.perf_counter()
@@ -234,6 +234,8 @@ def parse_args(argv):
       if not value or not pathlib.Path(value).exists():
         p.error(f"{flag} {value!r} does not exist: build $PEERS per ../shared/peers/README.md and pass "
                 f"{flag}, or run only jaxvad's side with --sides jaxvad")
+  if args.worker:  # Pinned by the parent already.
+    return args
   allowed = sorted(os.sched_getaffinity(0))
   args.cpu_list = [int(c) for c in args.cpus.split(",")] if args.cpus else allowed[:args.threads]
   if len(args.cpu_list) != args.threads:
