@@ -78,7 +78,8 @@ def torch_command(args, size: int, out: pathlib.Path) -> list[str]:
 def jax_command(args, size: int, out: pathlib.Path) -> list[str]:
   """This file in ``--worker`` mode: jaxvad's timings of the same parts at one size."""
   cmd = [args.jax_python, str(pathlib.Path(__file__).resolve()), "--worker", "--sizes", str(size),
-         "--parts", ",".join(args.parts), "--threads", str(args.threads), "--warmup", str(args.warmup), "--repeats", str(args.repeats),
+         "--parts", ",".join(args.parts), "--threads", str(args.threads), "--warmup", str(args.warmup),
+         "--repeats", str(args.repeats),
          "--step-warmup", str(args.step_warmup), "--step-repeats", str(args.step_repeats),
          "--variant", args.variant, "--hessian", args.hessian, "--out", str(out)]
   return cmd + (["--conv", args.conv] if args.conv else [])
@@ -106,7 +107,8 @@ def jax_worker(args) -> dict:
   infer_timing = dict(warmup=args.warmup, repeats=args.repeats, budget_s=None)
   step_timing = dict(warmup=args.step_warmup, repeats=args.step_repeats, budget_s=None)
   config = lib.load_config("mpn", args.variant, size, "float32", conv=args.conv)
-  res = {"environment": lib.environment(), "threads": args.threads, "size": size, "variant": args.variant, "width": config.model.width,
+  res = {"environment": lib.environment(), "threads": args.threads, "size": size, "variant": args.variant,
+         "width": config.model.width,
          "conv": config.model.get("conv", "xla"), "hessian": args.hessian, "parts": {}}
   for part in args.parts:
     t0 = time.perf_counter()
@@ -217,7 +219,8 @@ def parse_args(argv):
   p.add_argument("--step-warmup", type=int, default=1, help="untimed train / adapt / meta calls per process")
   p.add_argument("--step-repeats", type=int, default=3, help="timed train / adapt / meta calls per process")
   p.add_argument("--variant", default="ped2", help="jaxvad config variant of configs/mpn.py (paper width: ped2)")
-  p.add_argument("--conv", default=None, choices=("xla", "im2col", "auto"), help="jaxvad model.conv (default: config's)")
+  p.add_argument("--conv", default=None, choices=("xla", "im2col", "auto"),
+                 help="jaxvad model.conv (default: config's)")
   p.add_argument("--hessian", default="forward", choices=("forward", "reverse"), help="jaxvad meta-step gradient")
   p.add_argument("--out", default="/tmp/side_by_side.json", help="the JSON; the table goes next to it (.md)")
   p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
