@@ -3,18 +3,17 @@
 Measures, after compile and warm-up, medians over repeats:
   inference   frames/s of `jaxvad.pipeline.make_predict_fn` for MPN and PGM, batch 1 and a large batch
   train       seconds per training step (`jaxvad.train.step.jit_train_step`, Adam, state donated)
-  meta        MPN's Meta-SGD outer step, second vs first order (E episodes, K = Q = 1; and the reference's
+  meta        MPN's Meta-SGD outer step, second vs first order (E episodes, K = Q = 1; and the official code's
               shape, E = 1, K = Q = 2), and the latency of
               K = 1 test-time adaptation (jitted `jaxvad.meta.core.adapt`)
   loader      windows/s of `WindowSource.iterate` (via `experiments/loader_bench.py`)
 at three model sizes: "cpu" (``configs/<model>.py:quick``: 64x64, width 0.25), "paper"
-(``configs/<model>.py:ped2``: 256x256, width 1.0) and "paper@64" (the paper width 1.0 at a 64x64 input, the
-setting of the PyTorch reference's 64x64 figures). Each row also has compile time and peak memory (device
-peak where the backend reports it, else the process max RSS). The JSON also holds versions, device,
-environment, git commit, the PyTorch CPU reference of issue 7 and the speed-ups over it for the rows that
-match it (MPN at "paper" and "paper@64": inference batch 1, train step batch 4, K = 1 adaptation,
-second-order meta step of one episode with 2 support and 2 query windows, the reference's
-Train_meta.py defaults).
+(``configs/<model>.py:ped2``: 256x256, width 1.0) and "paper@64" (the paper width 1.0 at a 64x64 input).
+Each row also has compile time and peak memory (device peak where the backend reports it, else the
+process max RSS). The JSON also holds versions, device, CPU model and flags, environment and git commit.
+
+Only jaxvad's own figures: ratios to the official PyTorch code come only from
+``experiments/side_by_side.py``, which times both on the same machine in one run (issue 16).
 
 Usage:
   .venv/bin/python experiments/bench.py --quick            # CPU: a few minutes
@@ -38,15 +37,6 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SECTIONS = ("inference", "train", "meta", "loader")
 # label -> (config variant, image size override or None).
 CONFIGS = {"cpu": ("quick", None), "paper": ("ped2", None), "paper@64": ("ped2", 64)}
-REFERENCE_PYTORCH_CPU = {
-    "source": "issue 7: the reference MPN (width 1.0) in PyTorch 2.13 on this 2-core CPU machine, 2 threads",
-    "note": "the meta step of the reference's Train_meta.py (defaults batch_size=1, task_size=4) is one episode "
-            "of 2 support + 2 query windows: compared with the rows marked reference_shape",
-    "256x256": {"inference_frames_per_s_batch1": 1.02, "train_step_s_batch4": 11.6, "adapt_k1_s": 1.94,
-                "meta_step_second_order_s": 10.7},
-    "64x64": {"inference_frames_per_s_batch1": 11.6, "train_step_s_batch4": 0.87, "adapt_k1_s": 0.164,
-              "meta_step_second_order_s": 0.74},
-}
 
 
 def make_plan(quick: bool, backend: str, sections: list[str], episodes: int) -> list[dict]:
@@ -72,39 +62,11 @@ def make_plan(quick: bool, backend: str, sections: list[str], episodes: int) -> 
       for order in ("second", "first"):
         rows.append(dict(section="meta_step", model="mpn", config=config, episodes=episodes, k=1, q=1,
                          order=order))
-      if config != "cpu":  # The reference's meta step: one episode of task_size 4 = 2 support + 2 query.
+      if config != "cpu":  # The official Train_meta.py's meta step: one episode of task_size 4 = 2 support + 2 query.
         rows.append(dict(section="meta_step", model="mpn", config=config, episodes=1, k=2, q=2,
                          order="second", reference_shape=True))
       rows.append(dict(section="adapt_k1", model="mpn", config=config, batch=1))
   return rows
-
-
-def reference_key(row: dict) -> tuple[str, str] | None:
-  """(image size, figure) of the PyTorch reference this row compares with, or None."""
-  if row["model"] != "mpn" or row["config"] not in ("paper", "paper@64") or row["dtype"] != "float32":
-    return None
-  size = "256x256" if row["config"] == "paper" else "64x64"
-  section, batch = row["section"], row.get("batch")
-  if section == "inference" and batch == 1:
-    return size, "inference_frames_per_s_batch1"
-  if section == "train" and batch == 4:
-    return size, "train_step_s_batch4"
-  if section == "adapt_k1":
-    return size, "adapt_k1_s"
-  if section == "meta_step" and row.get("reference_shape"):
-    return size, "meta_step_second_order_s"
-  return None
-
-
-def add_speedup(row: dict) -> None:
-  """Adds the matching reference figure and the speed-up over it (> 1: jaxvad is faster)."""
-  key = reference_key(row)
-  if key is None or "median_s" not in row:
-    return
-  ref = REFERENCE_PYTORCH_CPU[key[0]][key[1]]
-  ours = row["frames_per_s"] if "frames_per_s" in row else row["median_s"]
-  row["reference_pytorch_cpu"] = {"figure": f"{key[0]}/{key[1]}", "value": ref}
-  row["speedup_vs_pytorch_cpu"] = ours / ref if "frames_per_s" in row else ref / ours
 
 
 def run_row(lib, spec: dict, dtype: str, timing: dict, conv: str | None = None, hessian: str = "forward") -> dict:
@@ -132,7 +94,6 @@ def run_row(lib, spec: dict, dtype: str, timing: dict, conv: str | None = None, 
     row["traceback"] = traceback.format_exc(limit=4)
   row["peak_memory"] = lib.peak_memory()
   row["row_wall_s"] = time.perf_counter() - t0
-  add_speedup(row)
   return row
 
 
@@ -163,9 +124,9 @@ def skip_reason(lib, model: str) -> str | None:
 
 
 def summary_table(rows: list[dict]) -> str:
-  """A markdown table of the rows: what, time or rate, compile time, speed-up over PyTorch CPU."""
-  lines = ["| section | model | config | size | batch | dtype | median | rate | compile s | vs PyTorch |",
-           "|---|---|---|---|---:|---|---:|---:|---:|---:|"]
+  """A markdown table of the rows: what, time or rate, compile time."""
+  lines = ["| section | model | config | size | batch | dtype | median | rate | compile s |",
+           "|---|---|---|---|---:|---|---:|---:|---:|"]
   for r in rows:
     size = r.get("image_size", "-")
     size = "x".join(map(str, size)) if isinstance(size, list) else size if size == "-" else f"{size}x{size}"
@@ -173,16 +134,15 @@ def summary_table(rows: list[dict]) -> str:
     what = r["section"] + (f" ({r['order']}, E={r['episodes']}, K={r['k']}, Q={r['q']})" if "order" in r else "")
     if "error" in r or "skipped" in r:
       lines.append(f"| {what} | {r.get('model', '-')} | {r.get('config', '-')} | {size} | {batch} | "
-                   f"{r.get('dtype', '-')} | {r.get('error', r.get('skipped'))[:60]} | | | |")
+                   f"{r.get('dtype', '-')} | {r.get('error', r.get('skipped'))[:60]} | | |")
       continue
     rate = (f"{r['frames_per_s']:.1f} frames/s" if "frames_per_s" in r else
             f"{r['windows_per_s']:.0f} windows/s" if "windows_per_s" in r else "")
     median = f"{r['median_s'] * 1e3:.1f} ms" if "median_s" in r else "-"
-    speedup = f"{r['speedup_vs_pytorch_cpu']:.2f}x" if "speedup_vs_pytorch_cpu" in r else ""
     compile_s = f"{r['compile_s']:.1f}" if "compile_s" in r else ""
     config = r.get("config", "-") + (f" ({r['conv']})" if "conv" in r else "")
     lines.append(f"| {what} | {r.get('model', '-')} | {config} | {size} | {batch} | "
-                 f"{r.get('dtype', '-')} | {median} | {rate} | {compile_s} | {speedup} |")
+                 f"{r.get('dtype', '-')} | {median} | {rate} | {compile_s} |")
   return "\n".join(lines)
 
 
@@ -197,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
                       help="model compute dtype (config model.dtype); parameters stay float32")
   parser.add_argument("--threads", type=int, default=None,
                       help="pin the process to this many CPUs before JAX starts (XLA:CPU sizes its thread pool "
-                           "from them); the PyTorch reference used 2 threads")
+                           "from them)")
   parser.add_argument("--repeats", type=int, default=None, help="timed calls per row (default 3 quick, 10 full)")
   parser.add_argument("--episodes", type=int, default=None, help="meta-batch size E (default 4 quick, 10 full)")
   parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {tuple(CONFIGS)}")
@@ -248,8 +208,8 @@ def main(argv: list[str] | None = None) -> dict:
       "notes": ["peak_memory is a high-water mark over the process so far (rows run in order), not per row",
                 "compile_s: lower().compile() for jitted functions; for the predict fn (a wrapper) the first "
                 "call, compile plus one run",
-                "speedup_vs_pytorch_cpu compares with a 2-thread CPU run: on other hardware not like for like"],
-      "skipped_models": skipped, "reference_pytorch_cpu": REFERENCE_PYTORCH_CPU, "rows": rows,
+                "no PyTorch figures here: experiments/side_by_side.py times both sides on one machine"],
+      "skipped_models": skipped, "rows": rows,
       "load_average_at_end": list(os.getloadavg()), "total_wall_s": time.perf_counter() - start,
   }
   atomic_write_json(out, report, indent=2)

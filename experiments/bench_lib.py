@@ -24,6 +24,7 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from experiments import cpu_info  # noqa: E402  pylint: disable=wrong-import-position
 from experiments import loader_bench  # noqa: E402  pylint: disable=wrong-import-position
 from experiments import meta_bench  # noqa: E402  pylint: disable=wrong-import-position
 from jaxvad import config_lib  # noqa: E402  pylint: disable=wrong-import-position
@@ -50,7 +51,7 @@ def time_fn(fn: Callable, *args, repeats: int = 5, warmup: int = 1, budget_s: fl
       each call gets the state the previous call returned.
 
   Returns:
-    {"median_s", "min_s", "max_s", "repeats", "compile_s", "compile_method"}.
+    {"median_s", "min_s", "max_s", "samples_s", "warmup", "repeats", "compile_s", "compile_method"}.
   """
   args = list(args)
 
@@ -75,7 +76,8 @@ def time_fn(fn: Callable, *args, repeats: int = 5, warmup: int = 1, budget_s: fl
     call(fn)
     times.append(time.perf_counter() - t0)
   return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
-          "repeats": len(times), "compile_s": compile_s, "compile_method": method}
+          "samples_s": [round(t, 6) for t in times], "warmup": warmup, "repeats": len(times),
+          "compile_s": compile_s, "compile_method": method}
 
 
 def peak_memory() -> dict:
@@ -92,7 +94,7 @@ def peak_memory() -> dict:
 
 
 def environment() -> dict:
-  """Versions, backend, devices, CPU count, relevant environment variables, time and git commit."""
+  """Versions, backend, devices, CPU model and flags, relevant environment variables, time and git commit."""
   import flax  # pylint: disable=import-outside-toplevel
   import jaxlib  # pylint: disable=import-outside-toplevel
   dev = jax.devices()[0]
@@ -104,11 +106,12 @@ def environment() -> dict:
   except (OSError, subprocess.CalledProcessError):
     commit, dirty = None, None
   env = {k: v for k, v in os.environ.items()
-         if k == "XLA_FLAGS" or k.startswith(("MALLOC_", "JAX_", "OMP_", "TF_CPP_"))}
+         if k in ("XLA_FLAGS", "LD_PRELOAD") or k.startswith(("MALLOC_", "JAX_", "OMP_", "MKL_", "TF_CPP_"))}
   return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__,
           "python": platform.python_version(), "backend": jax.default_backend(), "device_kind": dev.device_kind,
           "device_count": jax.device_count(), "cpu_count": os.cpu_count(),
           "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+          "cpu": cpu_info.cpu_info(),
           "load_average_at_start": list(os.getloadavg()), "platform": platform.platform(), "env": env,
           "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_commit": commit, "git_dirty": dirty}
 
