@@ -10,6 +10,7 @@ from jaxvad.meta import checks, fewshot, finetune_select
 from jaxvad.meta import protocol
 from jaxvad.meta import train as meta_train_lib
 from jaxvad.train import loop
+from tests import test_fewshot as tf
 
 T = 4
 
@@ -112,13 +113,7 @@ def test_check_functions():
     checks.check_source_scenes(src, t=T, k_support=1, n_query=1)
 
 
-TINY = ["data.size=[16,16]", "data.synthetic.num_scenes=3", "data.synthetic.frames_per_video=30",
-        "data.synthetic.train_videos_per_scene=1", "data.synthetic.test_videos_per_scene=1",
-        "data.scenes=('01','02')", "target.size=[16,16]", "target.scenes=('03',)",
-        "target.synthetic.num_scenes=3", "target.synthetic.frames_per_video=30",
-        "target.synthetic.train_videos_per_scene=1", "target.synthetic.test_videos_per_scene=1",
-        "model.width=0.0625", "model.num_prototypes=3", "train.num_steps=1", "train.batch_size=4",
-        "meta.num_steps=1", "meta.episodes=2", "meta.k_support=2", "meta.n_query=1", "fewshot.shots=(0,1,3)"]
+TINY = [*tf.TINY, "train.num_steps=1", "meta.num_steps=1"]  # The few-shot tests' tiny setup, shorter runs.
 
 
 @pytest.mark.parametrize("override, device_count, error, match", [

@@ -29,7 +29,7 @@ from jaxvad.train import health
 from jaxvad.train import loop
 from jaxvad.train import mesh as mesh_lib
 from jaxvad.train.metrics_log import MetricsWriter
-from jaxvad.errors import NonFiniteError, WorkdirError
+from jaxvad.errors import WorkdirError
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import tqdm
 from tqdm.contrib import logging as tqdm_logging
 
@@ -24,7 +23,7 @@ from jaxvad.train import mesh as mesh_lib
 from jaxvad.train import state as state_lib
 from jaxvad.train import step as step_lib
 from jaxvad.train.metrics_log import MetricsWriter, ScalarWriter
-from jaxvad.utils import atomic_write_json, atomic_write_text
+from jaxvad.utils import atomic_write_json
 
 log = logging.getLogger(__name__)
 
