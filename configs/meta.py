@@ -51,12 +51,16 @@ def _meta_fields(c, *, paper: bool) -> None:
       batching="auto",                    # unroll on CPU, vmap on accelerators.
       hessian="forward",                  # Outer gradient: closed form with a forward-over-reverse HVP,
                                           # or "reverse" (jax.grad through the inner update): same value.
-      log_every=10, checkpoint_every=50)
+      log_every=10, checkpoint_every=50,
+      shots=())                           # Non-empty: K drawn per meta-batch from it (else k_support).
   c.fewshot = dict(shots=(0, 1, 5, 10), methods=("meta", "finetune"),
-                   finetune_lr=c.meta.alpha_init if not paper else 1e-4, finetune_steps=1, batch_size=32)
+                   finetune_lr=c.meta.alpha_init if not paper else 1e-4, finetune_steps=1, batch_size=32,
+                   support=("test_first",))  # Support protocols: "test_first" | "train_random" (docs/fewshot.md).
 
 
 def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
+  if arg in REAL_VARIANTS:
+    return real_config(arg)
   if arg in ("synthetic", "synthetic_ped2"):
     c = config_lib.load_config("configs/mpn.py:quick")
     c.data.synthetic.update(test_videos_per_scene=4)
@@ -71,7 +75,8 @@ def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
     return c
   source, _, target = arg.partition("_")
   if source not in SOURCES or target not in TARGETS:
-    raise config_lib.ConfigError(f"unknown variant {arg!r}; use synthetic, synthetic_ped2 or <source>_<target> with "
+    raise config_lib.ConfigError(f"unknown variant {arg!r}; use synthetic, synthetic_ped2, real_ped2, mixed_ped2 or "
+                     f"<source>_<target> with "
                      f"source in {sorted(SOURCES)} and target in {sorted(TARGETS)}")
   c = config_lib.load_config("configs/mpn.py:shanghaitech")
   if source == "ucf":
@@ -121,16 +126,4 @@ def real_config(arg: str) -> ml_collections.ConfigDict:
   c.fewshot.reference = True  # In-domain reference line: the same model trained on Ped2's training split.
   # Fine-tuning step size and count chosen on held-out source episodes (the last 20% of every source video).
   c.fewshot.select = dict(val_fraction=0.2, lrs=(1e-3, 1e-2, 1e-1), steps=(1, 5), episodes=8)
-  return c
-
-
-_base_get_config = get_config
-
-
-def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:  # pylint: disable=function-redefined
-  c = real_config(arg) if arg in REAL_VARIANTS else _base_get_config(arg)
-  if "support" not in c.fewshot:  # Support protocols ("test_first" | "train_random"), docs/fewshot.md.
-    c.fewshot.support = ("test_first",)
-  if "shots" not in c.meta:  # Non-empty: meta-training draws K per meta-batch from it (else meta.k_support).
-    c.meta.shots = ()
   return c
