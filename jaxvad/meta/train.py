@@ -131,8 +131,8 @@ def meta_train(config, workdir, split: Split, params, *, progress: bool = True):
   return state.theta, state.alpha, jax.device_get(frozen)
 
 
-def load_meta(config, workdir):
-  """The meta-trained (theta, alpha, frozen) of ``workdir`` (pretrain + meta checkpoints)."""
+def load_pretrained(config, workdir):
+  """The pre-trained MPN parameters of ``workdir`` (``workdir/pretrain``, before any meta-training)."""
   workdir = pathlib.Path(workdir)
   mesh = mesh_lib.make_mesh(1)
   _, _, state = loop.create_train_state(pretrain_config(config), mesh, tuple(config.data.size))
@@ -141,7 +141,14 @@ def load_meta(config, workdir):
   ckpt.close()
   if pre is None:
     raise WorkdirError(f"no pre-trained model in {workdir}/pretrain: run `jaxvad meta` first")
-  theta, frozen = core.split_params(jax.device_get(pre.params))
+  return jax.device_get(pre.params)
+
+
+def load_meta(config, workdir):
+  """The meta-trained (theta, alpha, frozen) of ``workdir`` (pretrain + meta checkpoints)."""
+  workdir = pathlib.Path(workdir)
+  mesh = mesh_lib.make_mesh(1)
+  theta, frozen = core.split_params(load_pretrained(config, workdir))
   tx = meta_step_lib.make_meta_optimizer(config.meta.learning_rate)
   target = meta_step_lib.init_meta_state(theta, core.init_alpha(theta, config.meta.alpha_init), tx)
   ckpt = ckpt_lib.Checkpointer(workdir / "meta" / "checkpoints")
