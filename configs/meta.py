@@ -46,6 +46,9 @@ def _meta_fields(c, *, paper: bool) -> None:
       k_support=1 if paper else 5,        # Support windows per episode while meta-training.
       n_query=1 if paper else 2,          # Query windows per episode.
       inner_steps=1, first_order=False,
+      learner="meta_sgd",                 # meta_sgd | maml | fomaml | per_tensor | reptile (docs/meta.md).
+      adapted="dpu_head",                 # What adapts: dpu | dpu_head | dpu_head_decoder | all (docs/meta.md).
+      remat=False,                        # Rematerialise the inner steps in the backward pass (inner_steps > 1).
       alpha_init=1e-6 if paper else 1e-2,  # Meta-SGD step sizes (reference: 1e-6).
       learning_rate=1e-5 if paper else 1e-3,  # Adam for theta and alpha (paper: 1e-5).
       batching="auto",                    # unroll on CPU, vmap on accelerators.

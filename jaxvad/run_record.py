@@ -33,7 +33,7 @@ RECORD = "config.json"
 # dotted keys). Everything else is refused when it differs from the record.
 FREE_FIELDS = (
     "train.num_steps", "train.num_epochs", "train.keep_checkpoints",
-    "meta.num_steps", "meta.batching", "meta.hessian",   # The last two: how the same step is computed.
+    "meta.num_steps", "meta.batching", "meta.hessian", "meta.remat",  # The last three: how the same step is computed.
     "*.log_every", "*.log_*", "*.checkpoint_every", "*.keep_checkpoints", "*.tensorboard", "*.progress",
     "num_devices",
     "data.cache_dir", "data.tfds_dir", "target.*",       # Where prepared data lives; the few-shot target.
@@ -42,6 +42,8 @@ FREE_FIELDS = (
 )
 PATH_FIELDS = ("data.root",)  # Compared as resolved paths.
 MISSING = "<absent>"
+# Fields added later: a record without them was made with this value (compared as equal to it).
+ABSENT_MEANS = {"meta.learner": "meta_sgd", "meta.adapted": "dpu_head", "meta.remat": False}
 
 _allow_changes = contextvars.ContextVar("jaxvad_allow_config_change", default=False)
 
@@ -103,7 +105,7 @@ def diff(old, new, *, include_free: bool = False) -> list[tuple[str, object, obj
   a, b = _flat(old), _flat(new)
   out = []
   for key in sorted(set(a) | set(b)):
-    va, vb = a.get(key, MISSING), b.get(key, MISSING)
+    va, vb = a.get(key, ABSENT_MEANS.get(key, MISSING)), b.get(key, ABSENT_MEANS.get(key, MISSING))
     if not _same(key, va, vb) and (include_free or not is_free(key)):
       out.append((key, va, vb))
   return out

@@ -2,6 +2,7 @@
 
 Each raises a one-line `jaxvad.errors.ConfigError` / `DataError` naming the field or video, the problem and the fix:
 
+- ``meta.learner`` and ``meta.adapted`` against the known learners and adapted sets;
 - ``meta.episodes`` against the device count (a meta-batch is split over the devices);
 - every source scene eligible for meta-training episodes (K support + Q query disjoint windows), and one
   pre-training batch of source windows (and of target training windows for the in-domain reference);
@@ -17,6 +18,7 @@ import jax
 from jaxvad.data.episodes import EpisodeSampler
 from jaxvad.data.types import Split
 from jaxvad.errors import ConfigError, DataError
+from jaxvad.meta import core, learners
 
 SUPPORTS = ("test_first", "train_random")
 
@@ -78,6 +80,8 @@ def check_windows_vs_batch(split: Split, *, t: int, batch_size: int, what: str) 
 def check_all(config, source: Split, target: Split, target_train: Split | None = None) -> None:
   """All checks of this module for a `jaxvad meta` config (called before pre-training)."""
   mc = config.meta
+  learners.from_config(mc)  # meta.learner: one of learners.LEARNERS.
+  core.adapted_keys(mc.get("adapted", "dpu_head"))  # meta.adapted: one of core.ADAPTED_SETS.
   check_episodes_vs_devices(int(mc.episodes), device_count(config))
   check_windows_vs_batch(source, t=config.data.t, batch_size=int(config.train.batch_size), what="the source")
   if config.fewshot.get("reference", False):

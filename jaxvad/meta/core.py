@@ -24,25 +24,45 @@ from jaxvad.errors import ConfigError
 Params = Any
 TaskLoss = Callable[[Params, Params, jax.Array], jax.Array]
 
-ADAPTED = ("dpu", "head")  # theta: the MPU (DPU) and the output head it feeds.
+ADAPTED = ("dpu", "head")  # theta by default: the MPU (DPU) and the output head it feeds.
+# ``meta.adapted``: which top-level MPN parameter trees form theta (the rest is the frozen part).
+ADAPTED_SETS = {
+    "dpu": ("dpu",),                                    # The MPU alone.
+    "dpu_head": ("dpu", "head"),                        # The reference code (default).
+    "dpu_head_decoder": ("dpu", "head", "decoder"),     # The paper's Sec. 3.3 wording, theta = tau U delta.
+    "all": ("encoder", "decoder", "dpu", "head"),       # The whole model (rGAN-Meta's choice).
+}
 BATCHING = ("unroll", "vmap", "map")
 
 
-def split_params(params: Params) -> tuple[dict, dict]:
-  """Splits MPN parameters into (theta, frozen): theta = DPU + head, frozen = encoder + decoder.
+def adapted_keys(adapted: str = "dpu_head") -> tuple[str, ...]:
+  """The top-level parameter trees of the ``meta.adapted`` set ``adapted`` (`ADAPTED_SETS`)."""
+  if adapted not in ADAPTED_SETS:
+    raise ConfigError(f"meta.adapted={adapted!r} is not a known set of adapted parameters; use one of "
+                      f"{tuple(ADAPTED_SETS)}")
+  return ADAPTED_SETS[adapted]
+
+
+def split_params(params: Params, adapted: str = "dpu_head") -> tuple[dict, dict]:
+  """Splits MPN parameters into (theta, frozen) by the ``meta.adapted`` set.
 
   Args:
     params: the MPN ``params`` collection (top-level keys "encoder", "decoder", "dpu", "head").
+    adapted: a key of `ADAPTED_SETS`: "dpu", "dpu_head" (default: theta = DPU + head, frozen = encoder +
+      decoder), "dpu_head_decoder" or "all" (theta = every parameter, frozen = {}).
 
   Returns:
     (theta, frozen), two dicts whose keys partition those of ``params``.
   """
-  missing = [k for k in ADAPTED if k not in params]
+  keys = adapted_keys(adapted)
+  missing = [k for k in keys if k not in params]
   if missing:
     raise ValueError(f"params lack the adapted parts {missing} (have {sorted(params)}); "
                      "meta-learning needs an MPN with use_dpu=True")
-  theta = {k: params[k] for k in ADAPTED}
-  frozen = {k: v for k, v in params.items() if k not in ADAPTED}
+  if adapted == "all":
+    keys = tuple(params)
+  theta = {k: params[k] for k in keys}
+  frozen = {k: v for k, v in params.items() if k not in keys}
   return theta, frozen
 
 
@@ -57,6 +77,25 @@ def merge_params(theta: dict, frozen: dict) -> dict:
 def init_alpha(theta: Params, value: float = 1e-6) -> Params:
   """Meta-SGD step sizes alpha of Eq. 9: a pytree shaped like theta, all ``value`` (reference 1e-6)."""
   return jax.tree.map(lambda p: jnp.full_like(p, value), theta)
+
+
+def expand_alpha(alpha: Params, theta: Params) -> Params:
+  """alpha as a pytree shaped like theta's tree, each leaf broadcastable against theta's leaf.
+
+  alpha may be per-parameter (Meta-SGD: leaves shaped like theta's), per-tensor (a scalar leaf per
+  parameter tensor) or one scalar for all of theta (MAML's fixed step size): the last is repeated per leaf.
+  """
+  if jax.tree_util.treedef_is_leaf(jax.tree.structure(alpha)) and alpha is not None:
+    return jax.tree.map(lambda _: alpha, theta)
+  return alpha
+
+
+def reduce_to_alpha(g_full: Params, alpha: Params) -> Params:
+  """The gradient w.r.t. alpha from d/d(alpha broadcast to theta's shapes): summed over broadcast axes."""
+  if jax.tree_util.treedef_is_leaf(jax.tree.structure(alpha)):
+    return sum(jnp.sum(g) for g in jax.tree.leaves(g_full)).astype(jnp.result_type(alpha))
+  return jax.tree.map(lambda a, g: g if g.shape == jnp.shape(a) else jnp.sum(g).reshape(jnp.shape(a)),
+                      alpha, g_full)
 
 
 def make_task_loss(module, loss_fn: Callable, model_config, model_state: dict | None = None) -> TaskLoss:
@@ -91,7 +130,7 @@ def inner_update(task_loss: TaskLoss, theta: Params, alpha: Params, frozen: Para
   Args:
     task_loss: from `make_task_loss`.
     theta: adapted parameters.
-    alpha: step sizes, shaped like theta.
+    alpha: step sizes: shaped like theta, a scalar per tensor, or one scalar (`expand_alpha`).
     frozen: the frozen AE parameters.
     support: [K, T+1, H, W, 3] support windows (the gradient is averaged over them).
     first_order: stop the outer gradient at the inner gradient (drops the Hessian term).
@@ -99,7 +138,7 @@ def inner_update(task_loss: TaskLoss, theta: Params, alpha: Params, frozen: Para
   grads = jax.grad(task_loss)(theta, frozen, support)
   if first_order:
     grads = jax.lax.stop_gradient(grads)
-  return jax.tree.map(lambda p, a, g: p - a * g, theta, alpha, grads)
+  return jax.tree.map(lambda p, a, g: p - a * g, theta, expand_alpha(alpha, theta), grads)
 
 
 def adapt(task_loss: TaskLoss, theta: Params, alpha: Params, frozen: Params, support: jax.Array,
@@ -109,7 +148,7 @@ def adapt(task_loss: TaskLoss, theta: Params, alpha: Params, frozen: Params, sup
   Args:
     task_loss: from `make_task_loss`.
     theta: adapted parameters (the meta-learned initialisation theta_0).
-    alpha: step sizes, shaped like theta.
+    alpha: step sizes (as in `inner_update`: per parameter, per tensor or one scalar).
     frozen: the frozen AE parameters.
     support: [K, T+1, H, W, 3]; K = 0 (no shots) returns theta itself (the un-adapted model).
     num_steps: T inner iterations (paper: 1); > 1 runs under ``lax.scan``.
@@ -192,7 +231,7 @@ def outer_value_and_grad(task_loss: TaskLoss, theta: Params, alpha: Params, froz
   through Eq. 9-10 gives exactly
 
     d/dtheta = g_q - H_s (alpha * g_q)      (H_s: the Hessian of L_s at theta; dropped for first order)
-    d/dalpha = -g_s * g_q
+    d/dalpha = -g_s * g_q                   (per-tensor / scalar alpha: summed over the tensor / all of theta)
 
   The Hessian-vector product is forward-over-reverse (``jax.jvp`` of ``jax.grad``): on XLA:CPU it is
   ~2x cheaper than the reverse-over-reverse pass that ``jax.grad(outer_loss)`` builds
@@ -200,14 +239,15 @@ def outer_value_and_grad(task_loss: TaskLoss, theta: Params, alpha: Params, froz
 
   Args: as `outer_loss` (one inner step). Returns: (L_q(theta'), (d/dtheta, d/dalpha)).
   """
+  alpha_full = expand_alpha(alpha, theta)  # Per-tensor or one scalar: broadcast; d/dalpha summed back.
   support_loss = lambda th: task_loss(th, frozen, episode["support"])
   g_s = jax.grad(support_loss)(theta)
-  theta_hat = jax.tree.map(lambda p, a, g: p - a * g, theta, alpha, g_s)
+  theta_hat = jax.tree.map(lambda p, a, g: p - a * g, theta, alpha_full, g_s)
   value, g_q = jax.value_and_grad(lambda th: task_loss(th, frozen, episode["query"]))(theta_hat)
-  g_alpha = jax.tree.map(lambda gs, gq: -gs * gq, g_s, g_q)
+  g_alpha = reduce_to_alpha(jax.tree.map(lambda gs, gq: -gs * gq, g_s, g_q), alpha)
   if first_order:
     return value, (g_q, g_alpha)
-  _, hvp = jax.jvp(jax.grad(support_loss), (theta,), (jax.tree.map(lambda a, g: a * g, alpha, g_q),))
+  _, hvp = jax.jvp(jax.grad(support_loss), (theta,), (jax.tree.map(lambda a, g: a * g, alpha_full, g_q),))
   return value, (jax.tree.map(lambda g, h: g - h, g_q, hvp), g_alpha)
 
 

@@ -52,7 +52,7 @@ def _init_table_inputs(config, workdir, source, params, *, progress):
   methods = tuple(config.fewshot.methods)
   inits = {}
   if "pretrained" in methods:  # The model trained on the sources, no meta-training (DPU and head as pre-trained).
-    inits["pretrained"] = (core.split_params(params)[0], None)
+    inits["pretrained"] = (meta_train_lib.split_by_config(config, params)[0], None)
   if "meta_fo" in methods:  # A first-order meta-training of the same pre-trained model, in its own folder.
     fo = copy.deepcopy(config)
     fo.meta.first_order = True
@@ -75,7 +75,7 @@ def in_domain_reference(config, workdir, target: Split, target_train: Split, *, 
   ref.data = config.target.copy_and_resolve_references()
   state = loop.train(ref, pathlib.Path(workdir) / "reference", target_train, progress=progress)
   params = jax.device_get(state.params)
-  theta, frozen = core.split_params(params)
+  theta, frozen = meta_train_lib.split_by_config(config, params)
   adapter = _adapter(config, frozen)
   first_window = max(int(k) for k in config.fewshot.shots)
   parts = [fewshot.score_video_adapted(adapter, "meta", theta, None, target, i, t=config.data.t, k=0,

@@ -1,7 +1,8 @@
 """The pure meta-training step ``meta_step(state, frozen, episodes) -> (state, metrics)`` (paper Eq. 11).
 
-One outer update of Meta-SGD: the gradient of the meta-batch's query loss after adaptation w.r.t. the
-pair (theta, alpha), through the inner update, and one Adam step over the pair (paper: lr 1e-5 for both).
+One outer update of the meta-learner (default Meta-SGD: the gradient of the meta-batch's query loss after
+adaptation w.r.t. the pair (theta, alpha), through the inner update; other learners in `jaxvad.meta.learners`)
+and one Adam step over the pair (paper: lr 1e-5 for both). A fixed alpha (maml, fomaml, reptile) is kept as is.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxvad.meta import core
+from jaxvad.meta import learners as learners_lib
 from jaxvad.train import mesh as mesh_lib
 from jaxvad.errors import ConfigError
 from jaxvad.train import step as step_lib
@@ -25,8 +27,9 @@ class MetaState:
 
   Attributes:
     step: int32 scalar, number of outer steps taken.
-    theta: the meta-learned initialisation of the adapted parameters (DPU + head).
-    alpha: Meta-SGD step sizes, shaped like theta.
+    theta: the meta-learned initialisation of the adapted parameters (``meta.adapted``; default DPU + head).
+    alpha: inner step sizes (`learners.init_alpha`): shaped like theta (Meta-SGD), a scalar per tensor, or one
+      scalar (fixed for maml, fomaml, reptile).
     opt_state: the optax state of the outer optimiser over the pair (theta, alpha).
   """
 
@@ -52,20 +55,21 @@ def init_meta_state(theta: Any, alpha: Any, tx: optax.GradientTransformation) ->
 
 def make_meta_step(task_loss: core.TaskLoss, tx: optax.GradientTransformation, *, inner_steps: int = 1,
                    first_order: bool = False, batching: str = "unroll", remat: bool = False,
-                   hessian: str = "forward") -> Callable:
+                   hessian: str = "forward", learner: str = "meta_sgd") -> Callable:
   """Returns the un-jitted outer step; see `jit_meta_step` for the sharded, donated version.
 
   Args:
     task_loss: from `core.make_task_loss`.
     tx: the outer optimiser over the pair (theta, alpha) (`make_meta_optimizer`).
     inner_steps: T inner updates per episode (paper: 1).
-    first_order: drop the second-order term of the outer gradient.
+    first_order: drop the second-order term of the outer gradient (implied by "fomaml" and "reptile").
     batching: "unroll", "vmap" or "map" over the episodes of a meta-batch (`core.meta_loss`).
     remat: rematerialise the inner steps in the backward pass.
     hessian: "forward" (default): for one inner step, the closed-form gradient of
       `core.meta_value_and_grad` (forward-over-reverse Hessian-vector product); "reverse": ``jax.grad``
       through the inner update (reverse over reverse; always used for inner_steps > 1 or remat).
       Both give the same gradient.
+    learner: ``meta.learner``, one of `learners.LEARNERS` (alpha must come from `learners.init_alpha` of it).
 
   Returns:
     ``meta_step(state, frozen, episodes) -> (state, metrics)`` with episodes
@@ -78,20 +82,13 @@ def make_meta_step(task_loss: core.TaskLoss, tx: optax.GradientTransformation, *
   if hessian not in ("forward", "reverse"):
     raise ConfigError(f"hessian must be 'forward' or 'reverse', got {hessian!r}")
 
-  def objective(pair, frozen, episodes):
-    theta, alpha = pair
-    return core.meta_loss(task_loss, theta, alpha, frozen, episodes, batching=batching,
-                          num_steps=inner_steps, first_order=first_order, remat=remat)
-
-  closed_form = inner_steps == 1 and not remat and hessian == "forward"
+  spec = learners_lib.get(learner, first_order)
 
   def meta_step(state: MetaState, frozen: Any, episodes: dict):
     pair = (state.theta, state.alpha)
-    if closed_form:  # Same gradient, forward-over-reverse Hessian-vector product: ~2x faster on CPU.
-      value, (g_theta, g_alpha) = core.meta_value_and_grad(task_loss, state.theta, state.alpha, frozen, episodes,
-                                                           batching=batching, first_order=first_order)
-    else:
-      value, (g_theta, g_alpha) = jax.value_and_grad(objective)(pair, frozen, episodes)
+    value, (g_theta, g_alpha) = learners_lib.meta_value_and_grad(
+        spec, task_loss, state.theta, state.alpha, frozen, episodes, batching=batching, inner_steps=inner_steps,
+        remat=remat, hessian=hessian)
     # Monitoring only: the un-adapted theta on the same query windows (K = 0). Unrolled like the
     # episodes, XLA shares the frozen autoencoder's forward pass with the meta loss's (a vmap would
     # be a different computation and run the AE on every query window a second time).
@@ -102,6 +99,8 @@ def make_meta_step(task_loss: core.TaskLoss, tx: optax.GradientTransformation, *
       before = jnp.mean(jax.vmap(lambda q: task_loss(state.theta, frozen, q))(queries))  # [E] -> ()
     updates, opt_state = tx.update((g_theta, g_alpha), state.opt_state, pair)
     theta, alpha = optax.apply_updates(pair, updates)
+    if not spec.learns_alpha:
+      alpha = state.alpha  # The fixed step size (maml, fomaml, reptile) is never updated.
     new_state = MetaState(step=state.step + 1, theta=theta, alpha=alpha, opt_state=opt_state)
     theta_norm, alpha_norm = optax.global_norm(g_theta), optax.global_norm(g_alpha)
     # NaN guard as in `train.step`: loss, gradients and the whole new state checked in-graph; a

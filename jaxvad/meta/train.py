@@ -3,7 +3,8 @@
 1. Pre-train the whole model on the source videos with the frame loss only
    (``model.lambda1 = 0``) through the ordinary trainer (`jaxvad.train.loop`).
 2. Freeze the autoencoder (encoder + U-Net decoder); theta = DPU + output head,
-   alpha = a pytree shaped like theta (Meta-SGD step sizes).
+   alpha = a pytree shaped like theta (Meta-SGD step sizes). ``meta.adapted`` chooses another
+   set for theta (`core.ADAPTED_SETS`), ``meta.learner`` another meta-learner (`learners`).
 3. Meta-train (theta, alpha) with Adam on meta-batches of scene episodes: K support
    windows and disjoint query windows of one scene; the outer gradient flows through
    the inner update (second order by default).
@@ -22,6 +23,7 @@ from jaxvad import models
 from jaxvad.data.episodes import make_sampler
 from jaxvad.data.types import Split
 from jaxvad.meta import core
+from jaxvad.meta import learners
 from jaxvad.meta import step as meta_step_lib
 from jaxvad.train import checkpoint as ckpt_lib
 from jaxvad.train import distributed
@@ -65,6 +67,16 @@ def num_meta_steps(mc, split: Split) -> int:
   return int(mc.num_steps)
 
 
+def adapted_set(config) -> str:
+  """``meta.adapted`` (absent in configs recorded before it existed: "dpu_head", theta = DPU + head)."""
+  return config.meta.get("adapted", "dpu_head")
+
+
+def split_by_config(config, params) -> tuple[dict, dict]:
+  """(theta, frozen) of the MPN ``params`` by the configured ``meta.adapted`` set."""
+  return core.split_params(params, adapted_set(config))
+
+
 def meta_train(config, workdir, split: Split, params, *, progress: bool = True):
   """Step 2-3: meta-trains theta and alpha from the pre-trained ``params``; resumes from ``workdir/meta``.
 
@@ -74,8 +86,9 @@ def meta_train(config, workdir, split: Split, params, *, progress: bool = True):
   mc = config.meta
   out = pathlib.Path(workdir) / "meta"
   mdef = models.build(config.model)
-  theta, frozen = core.split_params(params)
-  alpha = core.init_alpha(theta, mc.alpha_init)
+  learner = learners.from_config(mc)
+  theta, frozen = split_by_config(config, params)
+  alpha = learners.init_alpha(learner, theta, mc.alpha_init)
   tx = meta_step_lib.make_meta_optimizer(mc.learning_rate)
   mesh = mesh_lib.make_mesh(config.get("num_devices", None))
   state = mesh_lib.put_replicated(meta_step_lib.init_meta_state(theta, alpha, tx), mesh)
@@ -90,14 +103,16 @@ def meta_train(config, workdir, split: Split, params, *, progress: bool = True):
   task_loss = core.make_task_loss(mdef.module, mdef.loss_fn, config.model)
   step_fn = meta_step_lib.jit_meta_step(
       meta_step_lib.make_meta_step(task_loss, tx, inner_steps=mc.inner_steps, first_order=mc.first_order,
-                                   batching=batching, hessian=mc.get("hessian", "forward")), mesh)
+                                   batching=batching, hessian=mc.get("hessian", "forward"),
+                                   remat=bool(mc.get("remat", False)), learner=learner.name), mesh)
   k_support = tuple(mc.get("shots", ())) or mc.k_support  # meta.shots set: K drawn per meta-batch from it.
   sampler = make_sampler(split, t=config.data.t, k_support=k_support, n_query=mc.n_query, seed=config.seed,
                          scene_weights=getattr(split, "scene_weights", None))
-  log.info("meta-training theta (%d params) and alpha on %d scenes of %s: steps %d -> %d, %d episodes "
-           "per meta-batch, K=%s, Q=%d, %s, %s-order", sum(x.size for x in jax.tree.leaves(theta)),
-           len(sampler.scene_names), split.dataset, start, total, mc.episodes, k_support, mc.n_query,
-           batching, "first" if mc.first_order else "second")
+  log.info("%s: meta-training theta (%s: %d params) and alpha (%s) on %d scenes of %s: steps %d -> %d, %d "
+           "episodes per meta-batch, K=%s, Q=%d, %s, %s-order", learner.name, adapted_set(config),
+           sum(x.size for x in jax.tree.leaves(theta)), learner.alpha_kind, len(sampler.scene_names),
+           split.dataset, start, total, mc.episodes, k_support, mc.n_query, batching,
+           "first" if learner.first_order else "second")
   writer = MetricsWriter(out / "metrics.jsonl", resume_step=start) if main else None
   pending = health.PendingMetrics(
       lambda: ckpt.latest_step, str(ckpt.directory),
@@ -145,12 +160,13 @@ def load_pretrained(config, workdir):
 
 
 def load_meta(config, workdir):
-  """The meta-trained (theta, alpha, frozen) of ``workdir`` (pretrain + meta checkpoints)."""
+  """The meta-trained (theta, alpha, frozen) of ``workdir`` (pretrain + meta checkpoints), split by ``meta.adapted``."""
   workdir = pathlib.Path(workdir)
   mesh = mesh_lib.make_mesh(1)
-  theta, frozen = core.split_params(load_pretrained(config, workdir))
+  theta, frozen = split_by_config(config, load_pretrained(config, workdir))
   tx = meta_step_lib.make_meta_optimizer(config.meta.learning_rate)
-  target = meta_step_lib.init_meta_state(theta, core.init_alpha(theta, config.meta.alpha_init), tx)
+  alpha = learners.init_alpha(learners.from_config(config.meta), theta, config.meta.alpha_init)
+  target = meta_step_lib.init_meta_state(theta, alpha, tx)
   ckpt = ckpt_lib.Checkpointer(workdir / "meta" / "checkpoints")
   meta = ckpt.restore(jax.device_put(target, mesh_lib.replicated(mesh)))
   ckpt.close()
