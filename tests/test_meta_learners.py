@@ -266,3 +266,20 @@ def test_meta_steps_change_exactly_the_adapted_parameters(mpn, adapted):
       assert all(changed), (adapted, part, changed)  # Every tensor of an adapted part moved.
     else:
       assert not any(changed), (adapted, part)  # Bit-identical.
+
+
+def test_meta_train_and_load_meta_use_the_configured_set_and_learner(tmp_path):
+  """meta_train and load_meta split by meta.adapted; a per-tensor alpha round-trips through the checkpoint."""
+  from jaxvad.data import multisource  # pylint: disable=import-outside-toplevel
+  from jaxvad.meta import train as meta_train_lib  # pylint: disable=import-outside-toplevel
+  from test_fewshot import TINY  # pylint: disable=import-outside-toplevel
+  config = config_lib.apply_overrides(config_lib.load_config("configs/meta.py:synthetic"),
+                                      TINY + ["meta.adapted='dpu'", "meta.learner='per_tensor'"])
+  source = multisource.load(config.data, "training", progress=False)
+  params = meta_train_lib.pretrain(config, tmp_path, source, progress=False)
+  theta, alpha, frozen = meta_train_lib.meta_train(config, tmp_path, source, params, progress=False)
+  assert set(theta) == {"dpu"} and set(frozen) == {"encoder", "decoder", "head"}
+  assert all(a.shape == () for a in jax.tree.leaves(alpha)) and float(jax.tree.leaves(alpha)[0]) != 1e-2
+  jax.tree.map(np.testing.assert_array_equal, frozen["head"], params["head"])  # Frozen: bit-identical.
+  loaded = meta_train_lib.load_meta(config, tmp_path)
+  jax.tree.map(np.testing.assert_array_equal, loaded, (theta, alpha, frozen))

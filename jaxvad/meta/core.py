@@ -1,8 +1,9 @@
 """Meta-SGD over parameter pytrees: MPN's Meta Prototype Unit (MPU, paper Sec. 3.3, Eq. 9-11; SPEC 3.5).
 
 The MPN parameters split into the frozen autoencoder (encoder + decoder, pre-trained with the frame
-loss and never updated here) and the adapted part theta = DPU + output head. Meta-SGD learns an
-initialisation theta_0 and per-parameter step sizes alpha (a pytree shaped like theta):
+loss and never updated here) and the adapted part theta = DPU + output head (``meta.adapted`` picks
+another set, `ADAPTED_SETS`). Meta-SGD learns an initialisation theta_0 and per-parameter step sizes
+alpha (a pytree shaped like theta; other meta-learners in `jaxvad.meta.learners`):
 
   Eq. 9   U(theta, grad; alpha) = theta - alpha * grad                (element-wise product)
   Eq. 10  theta^{i+1} = U(theta^i, grad_theta L(support; theta^i))    (T inner steps, T = 1 by default)
