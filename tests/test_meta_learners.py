@@ -11,7 +11,6 @@ Hessian matrices of the flattened parameters: for T inner steps theta_{i+1} = th
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from jax.flatten_util import ravel_pytree
 
@@ -93,6 +92,14 @@ def test_second_order_meta_gradient_equals_hand_computation_float64(name, num_st
     _assert_tree_close(g_theta, auto, rtol=1e-9, atol=1e-12)
 
 
+def _sgd(theta, frozen, batch, a, num_steps):
+  """Plain SGD on the toy task, written out (the independent reference for fomaml and reptile)."""
+  for _ in range(num_steps):
+    g = jax.grad(toy_task_loss)(theta, frozen, batch)
+    theta = jax.tree.map(lambda p, gg: p - a * gg, theta, g)
+  return theta
+
+
 @pytest.mark.parametrize("num_steps", [1, 3])
 def test_fomaml_is_the_query_gradient_at_the_adapted_point_float64(num_steps):
   with jax.enable_x64(True):
@@ -102,10 +109,7 @@ def test_fomaml_is_the_query_gradient_at_the_adapted_point_float64(num_steps):
                                                          jnp.asarray(a), frozen, episodes, inner_steps=num_steps)
     want = []
     for e in range(2):
-      th = theta
-      for _ in range(num_steps):  # Plain SGD, written out.
-        g = jax.grad(toy_task_loss)(th, frozen, episodes["support"][e])
-        th = jax.tree.map(lambda p, gg: p - a * gg, th, g)
+      th = _sgd(theta, frozen, episodes["support"][e], a, num_steps)
       want.append(jax.grad(toy_task_loss)(th, frozen, episodes["query"][e]))
     _assert_tree_close(g_theta, jax.tree.map(lambda x, y: (x + y) / 2, *want), rtol=1e-10, atol=1e-13)
     assert float(g_alpha) == 0.0
@@ -130,10 +134,7 @@ def test_reptile_pseudo_gradient_is_theta_minus_sgd_iterate_float64(num_steps):
     want = []
     for e in range(2):
       batch = np.concatenate([episodes["support"][e], episodes["query"][e]])  # Support + query together.
-      th = theta
-      for _ in range(num_steps):
-        g = jax.grad(toy_task_loss)(th, frozen, batch)
-        th = jax.tree.map(lambda p, gg: p - a * gg, th, g)
+      th = _sgd(theta, frozen, batch, a, num_steps)
       want.append(jax.tree.map(lambda p, q: p - q, theta, th))  # theta - theta_T
     _assert_tree_close(g_theta, jax.tree.map(lambda x, y: (x + y) / 2, *want), rtol=1e-10, atol=1e-13)
     assert float(g_alpha) == 0.0

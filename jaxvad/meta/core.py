@@ -260,14 +260,23 @@ def meta_value_and_grad(task_loss: TaskLoss, theta: Params, alpha: Params, froze
   Equal to ``jax.value_and_grad(meta_loss, argnums=(1, 2))`` (tested) and faster; ``batching`` as in
   `meta_loss`. Returns: (mean query loss, (d/dtheta, d/dalpha)) averaged over the E episodes.
   """
+  one = lambda episode: outer_value_and_grad(task_loss, theta, alpha, frozen, episode, first_order)
+  return episode_mean(one, episodes, batching)
+
+
+def episode_mean(fn: Callable, episodes: dict, batching: str = "unroll"):
+  """The mean over the E episodes of ``fn({"support": [K, ...], "query": [Q, ...]})`` (a pytree of arrays).
+
+  ``batching`` as in `meta_loss`: "unroll" (a Python loop), "vmap" or "map" (``lax.map``); the per-episode
+  results are summed, then divided by E.
+  """
   eps = {"support": episodes["support"], "query": episodes["query"]}
   num_episodes = eps["support"].shape[0]
-  one = lambda episode: outer_value_and_grad(task_loss, theta, alpha, frozen, episode, first_order)
   if batching == "unroll":
-    parts = [one(jax.tree.map(lambda x, e=e: x[e], eps)) for e in range(num_episodes)]
+    parts = [fn(jax.tree.map(lambda x, e=e: x[e], eps)) for e in range(num_episodes)]
     summed = jax.tree.map(lambda *xs: sum(xs), *parts)
   elif batching in ("vmap", "map"):
-    stacked = jax.vmap(one)(eps) if batching == "vmap" else jax.lax.map(one, eps)
+    stacked = jax.vmap(fn)(eps) if batching == "vmap" else jax.lax.map(fn, eps)
     summed = jax.tree.map(lambda x: jnp.sum(x, axis=0), stacked)
   else:
     raise ConfigError(f"batching must be one of {BATCHING}, got {batching!r}")

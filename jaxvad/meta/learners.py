@@ -92,19 +92,6 @@ def init_alpha(learner: Learner, theta, value: float):
   return jnp.full((), value, dtype)
 
 
-def _episode_mean(fn, episodes: dict, batching: str):
-  """mean over the E episodes of ``fn({"support": [K, ...], "query": [Q, ...]})`` (a pytree of arrays)."""
-  eps = {"support": episodes["support"], "query": episodes["query"]}
-  num = eps["support"].shape[0]
-  if batching == "unroll":
-    parts = [fn(jax.tree.map(lambda x, e=e: x[e], eps)) for e in range(num)]
-    return jax.tree.map(lambda *xs: sum(xs) / num, *parts)
-  if batching in ("vmap", "map"):
-    stacked = jax.vmap(fn)(eps) if batching == "vmap" else jax.lax.map(fn, eps)
-    return jax.tree.map(lambda x: jnp.mean(x, axis=0), stacked)
-  raise ConfigError(f"meta.batching must be one of {core.BATCHING}, got {batching!r}")
-
-
 def reptile_direction(task_loss: core.TaskLoss, theta, alpha, frozen, episode: dict, num_steps: int = 1):
   """theta - theta_T for one episode: T plain SGD steps of size alpha on support + query together."""
   batch = jnp.concatenate([episode["support"], episode["query"]], axis=0)  # [K+Q, T+1, H, W, 3]
@@ -123,7 +110,7 @@ def meta_value_and_grad(learner: Learner, task_loss: core.TaskLoss, theta, alpha
   (``remat``: each inner step rematerialised in the backward pass).
   """
   if not learner.uses_query_gradient:  # Reptile.
-    g_theta = _episode_mean(lambda ep: reptile_direction(task_loss, theta, alpha, frozen, ep, inner_steps),
+    g_theta = core.episode_mean(lambda ep: reptile_direction(task_loss, theta, alpha, frozen, ep, inner_steps),
                             episodes, batching)
     value = core.meta_loss(task_loss, theta, alpha, frozen, episodes, batching=batching, num_steps=inner_steps,
                            first_order=True)
