@@ -96,6 +96,23 @@ def test_rows_start_from_their_own_initialisations():
     fewshot.fewshot_table(adapter, 1.0, None, test, t=T, shots=(0, 1), methods=("pretrained",), progress=False)
 
 
+def test_unadapted_column_scored_once_for_every_support_protocol():
+  test, train = _target()
+  adapter = RecordingAdapter()
+  unadapted = {}
+  first = fewshot.fewshot_table(adapter, 1.0, "alpha", test, t=T, shots=(0, 2), progress=False, methods=("meta",),
+                                unadapted=unadapted)
+  n_first = len(adapter.calls)
+  second = fewshot.fewshot_table(adapter, 1.0, "alpha", test, t=T, shots=(0, 2), progress=False, methods=("meta",),
+                                 support="train_random", train_split=train, unadapted=unadapted)
+  k0_calls = [s for _, _, s in adapter.calls[n_first:] if not len(s)]
+  assert k0_calls == [] and len(adapter.calls) - n_first == len(test.videos)  # Only the K = 2 column was scored.
+  assert second["results"]["meta"][0] is first["results"]["meta"][0]
+  fresh = fewshot.fewshot_table(RecordingAdapter(), 1.0, "alpha", test, t=T, shots=(0, 2), progress=False,
+                                methods=("meta",), support="train_random", train_split=train)
+  assert fresh["auc"]["meta"][0] == second["auc"]["meta"][0]
+
+
 def test_check_functions():
   with pytest.raises(ConfigError, match=r"meta.episodes=6 .* 4 device.*meta.episodes=8"):
     checks.check_episodes_vs_devices(6, 4)

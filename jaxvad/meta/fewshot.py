@@ -155,7 +155,7 @@ def score_video_adapted(adapter: Adapter, method: str, theta, alpha, split: Spli
 def fewshot_table(adapter: Adapter, theta, alpha, split: Split, *, t: int, shots=(0, 1, 5, 10),
                   methods=("meta", "finetune"), batch_size: int = 32, score_weights=None,
                   progress: bool = True, support: str = "test_first", train_split: Split | None = None,
-                  seed: int = 0, inits: dict | None = None) -> dict:
+                  seed: int = 0, inits: dict | None = None, unadapted: dict | None = None) -> dict:
   """AUC of every (method, K) on ``split``, all columns on the same frames.
 
   Args:
@@ -164,6 +164,8 @@ def fewshot_table(adapter: Adapter, theta, alpha, split: Split, *, t: int, shots
     support: "test_first" or "train_random" (``SUPPORTS``); the latter needs ``train_split`` (the target's
       training videos) and draws the shots from them with ``seed``.
     inits: {"pretrained": (theta, None), "meta_fo": (theta, alpha)}: the other rows' initialisations.
+    unadapted: a dict shared by the tables of one run: K = 0 (no support, so the same for every support
+      protocol) is scored once per initialisation and reused from here (filled on first use).
 
   Returns:
     {"shots": [...], "methods": [...], "support": ..., "first_window": max(K), "auc": {method: {K: auc}},
@@ -195,8 +197,13 @@ def fewshot_table(adapter: Adapter, theta, alpha, split: Split, *, t: int, shots
                   unit="video")
   train_support = {}
   cache = {}
+  unadapted = {} if unadapted is None else unadapted
   for method, k in jobs:
     th, al = inits[INIT.get(method, method)]
+    if k == 0 and INIT.get(method, method) in unadapted:
+      cache[(method, k)] = unadapted[INIT.get(method, method)]
+      bar.update(len(split.videos))
+      continue
     parts = []
     for i, video in enumerate(split.videos):
       shots_k = None
@@ -209,6 +216,8 @@ def fewshot_table(adapter: Adapter, theta, alpha, split: Split, *, t: int, shots
       bar.update(1)
     res = scoring.evaluate_scores(scoring.merge_video_scores(parts), score_weights=score_weights)
     cache[(method, k)] = res
+    if k == 0:
+      unadapted[INIT.get(method, method)] = res
   bar.close()
   for method in methods:
     out["auc"][method], out["per_video_auc"][method], out["results"][method] = {}, {}, {}

@@ -117,12 +117,12 @@ def run(config, workdir, *, progress: bool = True) -> dict:
   chosen = _select_finetune(config, heldout, theta, inits, frozen) if select else {}
   adapter = _adapter(config, frozen, {m: (c["lr"], c["steps"]) for m, c in chosen.items()})
   ref = in_domain_reference(config, workdir, target, target_train, progress=progress) if reference else None
-  tables = {}
+  tables, unadapted = {}, {}  # unadapted: K = 0 per initialisation, scored once for every protocol.
   for support in supports:
     tables[support] = fewshot.fewshot_table(
         adapter, theta, alpha, target, t=config.data.t, shots=config.fewshot.shots, methods=config.fewshot.methods,
         batch_size=config.fewshot.batch_size, score_weights=dict(config.eval.score_weights), progress=progress,
-        support=support, train_split=target_train, seed=config.seed, inits=inits)
+        support=support, train_split=target_train, seed=config.seed, inits=inits, unadapted=unadapted)
   table = tables[supports[0]]
   if jax.process_index() != 0:  # Multi-process job: every process computed the table; process 0 writes it.
     return table
