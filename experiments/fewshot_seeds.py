@@ -111,11 +111,15 @@ def plot(agg: dict, path: pathlib.Path, title: str) -> None:
 
 
 def plot_meta_loss(runs: dict[int, pathlib.Path], path: pathlib.Path) -> bool:
-  """Meta-training query loss against step per seed (from ``meta/metrics.jsonl``); False when none exists."""
+  """Meta-training curves per seed (from ``meta/metrics.jsonl``); False when none exists.
+
+  Left: the query loss after adaptation (the meta loss). Right: the adaptation gain, query loss before minus
+  after the inner step(s): what the shots buy on the source episodes.
+  """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig, (ax, gain) = plt.subplots(1, 2, figsize=(11, 4))
   drawn = False
   for seed, run in sorted(runs.items()):
     f = run / "meta" / "metrics.jsonl"
@@ -124,14 +128,28 @@ def plot_meta_loss(runs: dict[int, pathlib.Path], path: pathlib.Path) -> bool:
     rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
     rows = [r for r in rows if "meta_loss" in r]
     ax.plot([r["step"] for r in rows], [r["meta_loss"] for r in rows], label=f"seed {seed}")
+    with_before = [r for r in rows if "query_loss_before" in r]
+    gain.plot([r["step"] for r in with_before], [r["query_loss_before"] - r["meta_loss"] for r in with_before],
+              label=f"seed {seed}")
     drawn = True
-  ax.set(xlabel="meta-training step", ylabel="query loss after adaptation", title="meta-training")
+  ax.set(xlabel="meta-training step", ylabel="query loss after adaptation", title="meta loss")
+  gain.set(xlabel="meta-training step", ylabel="query loss before - after", title="adaptation gain on sources")
+  gain.set_yscale("symlog", linthresh=1e-5)  # A negative gain (the step hurt) stays visible.
   if drawn:
     ax.legend()
+    gain.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
   plt.close(fig)
   return drawn
+
+
+def run_seconds(run: pathlib.Path) -> float | None:
+  """Wall time of a finished seed from its files: pre-training's config record to the written table."""
+  start, end = run / "pretrain" / "config.json", run / "fewshot" / "fewshot.json"
+  if not (start.exists() and end.exists()):
+    return None
+  return round(end.stat().st_mtime - start.stat().st_mtime, 1)
 
 
 def main(argv=None) -> int:
@@ -157,7 +175,10 @@ def main(argv=None) -> int:
       subprocess.run(cmd, check=True)
     tables[seed] = json.loads(result.read_text())
   agg = aggregate(tables)
-  agg.update(config=args.config, overrides=args.set)
+  agg.update(config=args.config, overrides=args.set,
+             wall_s={s: run_seconds(r) for s, r in runs.items()},
+             wall_note="per seed, pre-training's first record to the written table (file times; data loading "
+                       "and the checks before it not counted)")
   out.parent.mkdir(parents=True, exist_ok=True)
   out.with_suffix(".json").write_text(json.dumps(agg, indent=2))
   text = markdown(agg, f"{args.config} ({len(seeds)} seeds)")
