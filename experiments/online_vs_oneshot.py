@@ -79,11 +79,16 @@ def main(argv=None) -> dict:
                             model=model)
     online_rows.append(res["rows"])
     oneshot_rows.append(ref["rows"])
+    # The continual steps' time trend: PSNR gain of online over one-shot on the same frames, early vs late.
+    gain = np.asarray([a["terms"]["psnr"] - b["terms"]["psnr"] for a, b in zip(res["rows"], ref["rows"])])
+    third = max(len(gain) // 3, 1)
     per_video.append({"video": video.name, "frames": int(video.num_frames), "scored": len(res["rows"]),
                       "updates": res["num_updates"], "resets": res["num_resets"],
                       "abnormal_frames_flagged": res["num_abnormal"], "paused_frames": res["num_paused"],
                       "labelled_abnormal_scored": int(np.sum(np.asarray(video.labels)[t + k:] > 0)),
-                      "threshold": res["threshold"], "seconds": round(res["seconds"], 2)})
+                      "threshold": res["threshold"], "seconds": round(res["seconds"], 2),
+                      "psnr_gain_first_third": float(gain[:third].mean()),
+                      "psnr_gain_last_third": float(gain[-third:].mean())})
     print(per_video[-1], flush=True)
   vs_one = scoring.merge_video_scores(oneshot_parts)
   vs_onl = _online_scores(vs_one, online_rows)
@@ -104,6 +109,8 @@ def main(argv=None) -> dict:
   out = {"workdir": str(args.workdir), "settings": dataclasses.asdict(settings), "score_weights": weights,
          "k": k, "t": t, "num_videos": len(split.videos), "num_frames_scored": int(vs_one.num_scored),
          "dropped_note": vs_one.dropped_note, "auc": auc, "flag_rates": rates,
+         "psnr_gain_first_third": float(np.mean([v["psnr_gain_first_third"] for v in per_video])),
+         "psnr_gain_last_third": float(np.mean([v["psnr_gain_last_third"] for v in per_video])),
          "updates": int(sum(v["updates"] for v in per_video)), "resets": int(sum(v["resets"] for v in per_video)),
          "seconds": {key: round(v, 2) for key, v in seconds.items()}, "per_video": per_video}
   rows = [{"row": "one-shot K=10 (Meta-SGD)", "AUC, per-video norm": auc["oneshot_per_video_norm"],
