@@ -61,7 +61,7 @@ def _meta_fields(c, *, paper: bool) -> None:
                    support=("test_first",))  # Support protocols: "test_first" | "train_random" (docs/fewshot.md).
   # `jaxvad stream`: online adaptation of a live camera (jaxvad/meta/online.py, docs/online.md).
   c.online = dict(support=10, every=8, recent=4, threshold="quantile", quantile=0.95, num_std=3.0,
-                  normalise="minmax", max_drift=0.05, max_abnormal=25, step="meta", lr=1e-3)
+                  normalise="minmax", recalibrate=True, max_drift=0.05, max_abnormal=25, step="meta", lr=1e-3)
 
 
 def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:

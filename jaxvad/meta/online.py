@@ -15,8 +15,11 @@ x (PSNR, feature_error) is normalised by the K adaptation windows' terms after t
 n = (x - min_K) / (max_K - min_K) ("minmax", default) or (x - mean_K) / std_K ("mean_std"), inverted for
 terms whose high values are abnormal, and combined like `scoring.evaluate_scores`:
 anomaly = 1 - sum_i w_i n_i / sum_i w_i with w = ``eval.score_weights``. The threshold is the ``quantile`` of the
-K adaptation windows' anomaly scores ("quantile") or their mean + ``num_std`` std ("mean_std"), fixed after the
-one-shot adaptation; a window is normal when its score is <= the threshold.
+K adaptation windows' anomaly scores ("quantile") or their mean + ``num_std`` std ("mean_std"); a window is normal
+when its score is <= the threshold. With ``recalibrate`` (default) the K adaptation windows are re-scored with
+theta after every online step and the statistics and threshold recomputed: each step improves the prediction of
+the whole scene (on Ped2, +0.7 dB PSNR per step while the K windows' PSNR spans 0.1 dB), so statistics frozen at
+theta_K would make every later frame look ever more normal (docs/online.md). Without it they are fixed at theta_K.
 
 Invariant: a window enters an online step only if its own score, when it was scored, was normal.
 
@@ -46,7 +49,7 @@ from jaxvad.evaluate import metrics
 log = logging.getLogger(__name__)
 
 DEFAULTS = dict(support=10, every=8, recent=4, threshold="quantile", quantile=0.95, num_std=3.0,
-                normalise="minmax", max_drift=0.05, max_abnormal=25, step="meta", lr=1e-3)
+                normalise="minmax", recalibrate=True, max_drift=0.05, max_abnormal=25, step="meta", lr=1e-3)
 THRESHOLDS = ("quantile", "mean_std")
 NORMALISE = ("minmax", "mean_std")
 STEPS = ("meta", "finetune")
@@ -63,6 +66,7 @@ class Settings:
   quantile: float = 0.95
   num_std: float = 3.0
   normalise: str = "minmax"
+  recalibrate: bool = True
   max_drift: float = 0.05
   max_abnormal: int = 25
   step: str = "meta"
@@ -77,6 +81,8 @@ class Settings:
     for name, allowed in (("threshold", THRESHOLDS), ("normalise", NORMALISE), ("step", STEPS)):
       if getattr(self, name) not in allowed:
         raise ConfigError(f"online.{name} = {getattr(self, name)!r}: use one of {allowed}")
+    if not isinstance(self.recalibrate, bool):
+      raise ConfigError(f"online.recalibrate = {self.recalibrate!r}: must be True or False")
     if not 0.0 < float(self.quantile) <= 1.0:
       raise ConfigError(f"online.quantile = {self.quantile!r}: must be in (0, 1] (e.g. 0.95)")
     if float(self.max_drift) <= 0 or float(self.lr) < 0 or float(self.num_std) < 0:
@@ -192,8 +198,9 @@ def stream(config, theta, alpha, frozen, frames: Iterable[np.ndarray], settings:
     Per scored frame f (f >= t + K: the first t + K frames only adapt): {"frame": f, "terms": {name: raw},
     "score": anomaly, "normal": bool, "threshold", "updated": an online step ran after scoring f, "reset":
     the step was undone (drift rule), "drift": drift of the theta now in use, "paused": rule 2 holds,
-    "update": the step's record {"frame", "windows" (target frames of the windows used), "scores",
-    "drift" (after the step, before any reset), "reset"} or None}.
+    "update": the step's record {"frame", "windows" (target frames of the windows used), "scores" (theirs,
+    when scored), "drift" (after the step, before any reset), "reset", "threshold" (from now on)} or None}.
+    "threshold" is the one ``score`` was compared with.
 
   Raises:
     DataError: a frame of the wrong shape, or fewer than t + K + 1 frames in all.
@@ -204,7 +211,13 @@ def stream(config, theta, alpha, frozen, frames: Iterable[np.ndarray], settings:
   model = model or Model(config, theta, alpha, frozen, s)
   buf = collections.deque(maxlen=t + 1)  # The last t + 1 frames: the newest window.
   support, normal_windows = [], collections.deque(maxlen=s.recent)  # (frame, window [T+1, H, W, 3], score).
-  theta_k = theta_now = weights = stats = threshold = None
+  theta_k = theta_now = weights = stats = threshold = batch = None
+
+  def calibrate(theta):  # The statistics and threshold of the K adaptation windows under theta.
+    ref = model.terms(theta, batch)
+    st = reference_stats({n: ref[n] for n in weights}, s.normalise)
+    return st, threshold_of(online_anomaly(ref, st, weights), s)
+
   scored = run_abnormal = run_normal = 0
   paused = False
   drift = 0.0
@@ -222,14 +235,12 @@ def stream(config, theta, alpha, frozen, frames: Iterable[np.ndarray], settings:
       if len(support) == k:  # One-shot adaptation, then the reference statistics and the threshold.
         batch = np.stack(support)  # [K, T+1, H, W, 3]
         theta_k = theta_now = model.one_shot(batch)
-        ref = model.terms(theta_k, batch)
-        weights = score_weights(config, ref)
-        stats = reference_stats({n: ref[n] for n in weights}, s.normalise)
-        threshold = threshold_of(online_anomaly(ref, stats, weights), s)
+        weights = score_weights(config, model.terms(theta_k, batch[:1]))
+        stats, threshold = calib_k = calibrate(theta_k)
       continue
     terms = {n: float(v[0]) for n, v in model.terms(theta_now, window[None]).items()}
-    score = float(online_anomaly(terms, stats, weights))
-    normal = score <= threshold
+    score, compared = float(online_anomaly(terms, stats, weights)), threshold
+    normal = score <= compared
     scored += 1
     run_normal, run_abnormal = (run_normal + 1, 0) if normal else (0, run_abnormal + 1)
     if normal:
@@ -247,10 +258,13 @@ def stream(config, theta, alpha, frozen, frames: Iterable[np.ndarray], settings:
       reset = after > s.max_drift
       if reset:
         theta_now = theta_k
+        stats, threshold = calib_k
+      elif s.recalibrate:
+        stats, threshold = calibrate(theta_now)
       drift = 0.0 if reset else after
       update = {"frame": f, "windows": [u for u, _, _ in used], "scores": [sc for _, _, sc in used],
-                "drift": after, "reset": bool(reset)}
-    yield {"frame": f, "terms": terms, "score": score, "normal": bool(normal), "threshold": threshold,
+                "drift": after, "reset": bool(reset), "threshold": threshold}
+    yield {"frame": f, "terms": terms, "score": score, "normal": bool(normal), "threshold": compared,
            "updated": update is not None, "reset": bool(update and update["reset"]), "drift": drift,
            "paused": paused, "update": update}
   if f + 1 < t + k + 1:
@@ -265,6 +279,7 @@ def run_stream(config, theta, alpha, frozen, frames, settings: Settings | None =
   rows = list(stream(config, theta, alpha, frozen, frames, settings, name=name, model=model))
   updates = [r["update"] for r in rows if r["update"]]
   return {"rows": rows, "updates": updates, "threshold": rows[0]["threshold"] if rows else None,
+          "threshold_last": rows[-1]["threshold"] if rows else None,
           "num_updates": len(updates), "num_resets": sum(u["reset"] for u in updates),
           "num_abnormal": sum(not r["normal"] for r in rows), "num_paused": sum(r["paused"] for r in rows),
           "seconds": time.perf_counter() - start}
@@ -312,7 +327,7 @@ def stream_video(config, workdir, video, out=None, settings: Settings | None = N
   plot_stream(res, out, max_drift=s.max_drift)
   summary = {"video": str(video), "workdir": str(workdir), "num_frames": rows[-1]["frame"] + 1,
              "num_scored": len(rows), "first_scored_frame": rows[0]["frame"], "threshold": res["threshold"],
-             "settings": dataclasses.asdict(s), "score_weights": score_weights(config, rows[0]["terms"]),
+             "threshold_last": res["threshold_last"], "settings": dataclasses.asdict(s), "score_weights": score_weights(config, rows[0]["terms"]),
              **{key: res[key] for key in ("num_updates", "num_resets", "num_abnormal", "num_paused", "seconds")},
              "max_drift_seen": max([u["drift"] for u in res["updates"]], default=0.0)}
   atomic_write_json(out / "summary.json", summary, indent=2)
@@ -332,11 +347,14 @@ def plot_stream(res: dict, out, *, max_drift: float) -> list[pathlib.Path]:
   steps = [u["frame"] for u in res["updates"] if not u["reset"]]
   resets = [u["frame"] for u in res["updates"] if u["reset"]]
   paths = []
-  for name, y, ylabel, line in (("scores.png", [r["score"] for r in rows], "anomaly score", res["threshold"]),
-                                ("drift.png", [r["drift"] for r in rows], "|theta - theta_K| / |theta_K|", max_drift)):
+  for name, y, ylabel, line in (("scores.png", [r["score"] for r in rows], "anomaly score",
+                                 [r["threshold"] for r in rows]),
+                                ("drift.png", [r["drift"] for r in rows], "|theta - theta_K| / |theta_K|",
+                                 [max_drift] * len(rows))):
     fig, ax = plt.subplots(figsize=(10, 3))
     ax.plot(f, y, lw=1, label=ylabel)
-    ax.axhline(line, color="k", ls="--", lw=0.8, label="threshold" if name == "scores.png" else "max_drift")
+    ax.step(f, line, where="post", color="k", ls="--", lw=0.8,
+            label="threshold" if name == "scores.png" else "max_drift")
     for x in steps:
       ax.axvline(x, color="tab:green", alpha=0.25, lw=0.8)
     for x in resets:
