@@ -12,7 +12,7 @@ from jaxvad import cli, config_lib, models
 from jaxvad.data import synthetic
 from jaxvad.data.synthetic_scenes import make_scenes
 from jaxvad.data.types import Split
-from jaxvad.evaluate import scoring
+from jaxvad.evaluate import metrics, scoring
 from jaxvad.errors import ConfigError, DataError
 from jaxvad.meta import core, fewshot, online, protocol
 
@@ -212,3 +212,30 @@ def test_stream_video_writes_its_outputs(tmp_path, capsys, setup, monkeypatch):
   updates = [json.loads(x) for x in (out / "updates.jsonl").read_text().splitlines()]
   assert summary["num_updates"] == len(updates) > 0 and summary["settings"]["every"] == 4
   assert (out / "scores.png").stat().st_size > 1000 and (out / "drift.png").stat().st_size > 1000
+
+
+def test_recalibration_after_a_step_uses_the_k_windows_under_the_new_theta(setup):
+  config, theta, alpha, frozen, scene = setup
+  frames = _normal_video(scene, n=30)
+  res = _run(setup, frames, support=5, every=10, recent=2, max_drift=10.0)
+  fixed = _run(setup, frames, support=5, every=10, recent=2, max_drift=10.0, recalibrate=False)
+  assert res["num_updates"] == 2 and not res["updates"][0]["reset"]
+  assert len({r["threshold"] for r in fixed["rows"]}) == 1  # Fixed at theta_K.
+  # An independent recomputation of the first step and of the threshold after it.
+  mdef = models.build(config.model)
+  adapter = protocol._adapter(config, frozen)  # pylint: disable=protected-access
+  win = lambda s: frames[s:s + 5].astype(np.float32) / 127.5 - 1  # Window s: target frame s + 4.
+  support = np.stack([win(s) for s in range(5)])
+  theta_k = adapter.adapt("meta", theta, alpha, support)
+  used = np.stack([win(f - 4) for f in res["updates"][0]["windows"]])
+  task_loss = core.make_task_loss(mdef.module, mdef.loss_fn, config.model)
+  theta_1 = core.inner_update(task_loss, theta_k, alpha, frozen, used)
+  out = adapter.predict_fn(theta_1)(support)
+  terms = {"psnr": metrics.psnr(np.asarray(out["pred"]), support[:, -1]),
+           "feature_error": np.asarray(out["feature_error"], np.float64)}
+  p = (terms["psnr"] - terms["psnr"].min()) / np.ptp(terms["psnr"])
+  fe = (terms["feature_error"] - terms["feature_error"].min()) / np.ptp(terms["feature_error"])
+  expected = np.quantile(1 - (p + 1 - fe) / 2, 0.95)
+  np.testing.assert_allclose(res["updates"][0]["threshold"], expected, rtol=1e-4)
+  after = [r for r in res["rows"] if r["frame"] > res["updates"][0]["frame"]][0]
+  assert after["threshold"] == res["updates"][0]["threshold"] != res["rows"][0]["threshold"]
