@@ -239,3 +239,13 @@ def test_recalibration_after_a_step_uses_the_k_windows_under_the_new_theta(setup
   np.testing.assert_allclose(res["updates"][0]["threshold"], expected, rtol=1e-4)
   after = [r for r in res["rows"] if r["frame"] > res["updates"][0]["frame"]][0]
   assert after["threshold"] == res["updates"][0]["threshold"] != res["rows"][0]["threshold"]
+
+
+def test_finetune_step_uses_the_fixed_step_size(setup):
+  frames = _normal_video(setup[4], n=40)
+  oneshot = _run(setup, frames, support=5, every=10**9)
+  zero = _run(setup, frames, support=5, every=2, recent=2, step="finetune", lr=0.0, max_drift=10.0)
+  some = _run(setup, frames, support=5, every=2, recent=2, step="finetune", lr=1e-2, max_drift=10.0)
+  assert zero["num_updates"] > 5 and all(u["drift"] == 0.0 for u in zero["updates"])
+  np.testing.assert_allclose([r["score"] for r in zero["rows"]], [r["score"] for r in oneshot["rows"]], rtol=1e-6)
+  assert some["updates"][-1]["drift"] > 0
