@@ -26,7 +26,6 @@ import numpy as np
 
 from jaxvad import run_record
 from jaxvad.data import sources
-from jaxvad.data.types import Split
 from jaxvad.evaluate import metrics, report, scoring
 from jaxvad.meta import fewshot, online, protocol
 from jaxvad.meta import train as meta_train_lib

@@ -249,3 +249,18 @@ def test_finetune_step_uses_the_fixed_step_size(setup):
   assert zero["num_updates"] > 5 and all(u["drift"] == 0.0 for u in zero["updates"])
   np.testing.assert_allclose([r["score"] for r in zero["rows"]], [r["score"] for r in oneshot["rows"]], rtol=1e-6)
   assert some["updates"][-1]["drift"] > 0
+
+
+def test_cli_video_file_too_short_is_found_at_the_end_of_its_stream(tmp_path, capsys, setup, write_video,
+                                                                   monkeypatch):
+  config, theta, alpha, frozen, _ = setup
+  from jaxvad.meta import train as meta_train_lib
+  monkeypatch.setattr(meta_train_lib, "load_meta", lambda c, w: (theta, alpha, frozen))
+  video = tmp_path / "cam.mp4"
+  write_video(video, [100 + 5 * i for i in range(12)], size=32)  # A file: its length is known only at its end.
+  assert cli.main(_stream_args(_fake_meta_workdir(tmp_path / "w"), video)) == 2
+  assert "cam.mp4 has 12 frames" in capsys.readouterr().err
+  write_video(tmp_path / "long.mp4", [100 + i for i in range(20)], size=32)
+  assert cli.main(_stream_args(tmp_path / "w", tmp_path / "long.mp4", "--out", str(tmp_path / "o"),
+                               "--set", "online.support=3")) == 0
+  assert "streamed 13 frames" in capsys.readouterr().out  # 20 - t - K.
