@@ -59,6 +59,9 @@ def _meta_fields(c, *, paper: bool) -> None:
   c.fewshot = dict(shots=(0, 1, 5, 10), methods=("meta", "finetune"),
                    finetune_lr=c.meta.alpha_init if not paper else 1e-4, finetune_steps=1, batch_size=32,
                    support=("test_first",))  # Support protocols: "test_first" | "train_random" (docs/fewshot.md).
+  # `jaxvad stream`: online adaptation of a live camera (jaxvad/meta/online.py, docs/online.md).
+  c.online = dict(support=10, every=8, recent=4, threshold="quantile", quantile=0.95, num_std=3.0,
+                  normalise="minmax", recalibrate=True, max_drift=0.05, max_abnormal=25, step="meta", lr=1e-3)
 
 
 def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:

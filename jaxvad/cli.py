@@ -1,4 +1,4 @@
-"""The ``jaxvad`` command line: synth | prepare | train | evaluate | run | demo | meta | adapt.
+"""The ``jaxvad`` command line: synth | prepare | train | evaluate | run | demo | meta | adapt | stream.
 
 A thin layer: it parses arguments, checks what can be checked before any work (`jaxvad.preflight`,
 `jaxvad.run_record`) and calls library functions. User mistakes (every `jaxvad.errors.UserError`: bad data,
@@ -68,7 +68,7 @@ def _config(args, command: str):
     config, spec = saved, str(run_record.record_path(workdir))
     log.info("config from %s (the config this workdir's run was made with)", spec)
   elif workdir:
-    if command in ("evaluate", "adapt"):
+    if command in ("evaluate", "adapt", "stream"):
       preflight.require_trained(workdir, command)
     raise ConfigError(f"no --config given and {run_record.record_path(workdir)} does not exist: pass --config "
                       f"(e.g. --config configs/baseline.py:quick)")
@@ -135,6 +135,23 @@ def cmd_adapt(args) -> None:
   res = protocol.adapt_and_score(_config(args, "adapt"), args.workdir, args.video, shots=args.shots,
                                  method=args.method, out=args.out)
   print(f"scored {len(res['anomaly'])} frames ({res['note']}); per-frame scores in {res['out']}")
+
+
+def cmd_stream(args) -> None:
+  import pathlib
+  from jaxvad.errors import DataError
+  from jaxvad.meta import online
+  if not pathlib.Path(args.video).exists():  # Before the config and model: the cheapest mistake first.
+    raise DataError(f"video {args.video} does not exist: pass --video a folder of numbered frames or a video file")
+  sets = [s for s in args.set if not s.strip().startswith("online.")]
+  online_sets, args.set = [s for s in args.set if s.strip().startswith("online.")], sets
+  config = _config(args, "stream")
+  if "online" not in config:  # A workdir recorded before `online` existed: its defaults.
+    config.online = dict(online.DEFAULTS)
+  config = config_lib.apply_overrides(config, online_sets)
+  res = online.stream_video(config, args.workdir, args.video, out=args.out)
+  print(f"streamed {res['num_scored']} frames of {args.video}: {res['num_updates']} online steps, "
+        f"{res['num_resets']} resets, {res['num_abnormal']} frames above the threshold; results in {res['out']}")
 
 
 def cmd_build_tfds(args) -> None:
@@ -253,6 +270,16 @@ def build_parser() -> argparse.ArgumentParser:
                       "with fewshot.finetune_lr (the paper's Finetune baseline)")
   p.add_argument("--out", default=None, help="output folder (default: W/adapted/<video>)")
   p.set_defaults(func=cmd_adapt)
+
+  p = _sub(sub, "stream", "score a live video frame by frame and keep adapting online (docs/online.md)",
+           "The first online.support windows (assumed normal) adapt the meta-trained model once; then every "
+           "online.every frames one inner step on the online.recent latest windows scored normal, with a reset "
+           "rule.\nExample: jaxvad stream --workdir runs/meta_synthetic --video data/cam/01 --set online.every=4")
+  _add_config_args(p, workdir="a meta-trained folder (from `jaxvad meta`): its pretrain/ and meta/ checkpoints "
+                              "and config.json are used")
+  p.add_argument("--video", required=True, help="folder of the video's frames (numbered images) or a video file")
+  p.add_argument("--out", default=None, help="output folder (default: W/stream/<video>)")
+  p.set_defaults(func=cmd_stream)
 
   p = _sub(sub, "demo", "synthetic benchmark -> train -> evaluate -> AUC table and plots (CPU, minutes)",
            "Trains each model's `quick` config on a synthetic benchmark written under the workdir.\n"

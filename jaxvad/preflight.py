@@ -22,6 +22,7 @@ SECTIONS = {
     "run": ("data", "model", "optim", "train", "eval"),
     "meta": ("data", "model", "optim", "train", "eval", "meta", "fewshot", "target"),
     "adapt": ("data", "model", "eval", "meta", "fewshot"),
+    "stream": ("data", "model", "eval", "meta"),
 }
 SECTION_HINT = {"meta": "configs/meta.py:synthetic", "fewshot": "configs/meta.py:synthetic",
                 "target": "configs/meta.py:synthetic"}
@@ -123,7 +124,7 @@ def _has_step(ckpt_dir: pathlib.Path) -> bool:
 def require_trained(workdir, command: str) -> None:
   """Raises `WorkdirError` when ``workdir`` holds no trained model for ``command`` (evaluate / adapt); creates nothing."""
   workdir = pathlib.Path(workdir)
-  if command == "adapt":
+  if command in ("adapt", "stream"):
     needed = [(workdir / "pretrain" / "checkpoints", "pre-trained"), (workdir / "meta" / "checkpoints", "meta-trained")]
     run = "jaxvad meta"
   else:
@@ -156,7 +157,7 @@ def check_command(command: str, config, workdir=None, *, spec: str | None = None
   check_sections(config, command, spec)
   check_values(config)
   if workdir is not None:
-    if command in ("evaluate", "adapt"):
+    if command in ("evaluate", "adapt", "stream"):
       require_trained(workdir, command)
     check_writable(workdir, "workdir", flag="--workdir")
   if command in ("prepare", "train", "evaluate", "run", "meta"):

@@ -38,7 +38,7 @@ FREE_FIELDS = (
     "num_devices",
     "data.cache_dir", "data.tfds_dir", "target.*",       # Where prepared data lives; the few-shot target.
     "model.conv",                                        # How convolutions are computed: same function.
-    "eval.*", "fewshot.*",                               # Evaluation only.
+    "eval.*", "fewshot.*", "online.*",                   # Evaluation only.
 )
 PATH_FIELDS = ("data.root",)  # Compared as resolved paths.
 MISSING = "<absent>"
