@@ -8,7 +8,8 @@ which gives its opcode, shapes and jax metadata (``op_name``: the flax module pa
 forward, ``jvp(...)``, or the backward, ``transpose(jvp(...))``), and is put in one category:
 
   conv fwd / conv bwd-input / conv bwd-filter   XLA convolutions (split by kernel, stride, map size)
-  im2col dot fwd / bwd                          the ``conv="auto"`` im2col matrix products
+  conv as dot fwd / bwd                         convolutions as matrix products: ``conv="auto"``'s im2col
+                                                and the "dwdot" filter gradient (`models.conv_impl`)
   upsample (...)                                the sub-pixel transposed convolutions' convs and dots
   dpu products                                  the DPU's N x M einsums and its 1x1 attention conv
   layout (transpose / copy)                     transposes, copies, bitcast-copies
@@ -162,19 +163,21 @@ def categorise(name: str, instrs: dict) -> tuple[str, str, int]:
     up = "upsample" in lname or "convtranspose" in lname
     if h["opcode"] == "convolution":
       desc = describe_conv(h, instrs)
-      kind = "fwd"
-      if backward:  # The filter gradient's output is a kernel: tiny spatial dims, the input gradient's a map.
-        out, labels = _dims(h["shape"]), _DIMLABELS.search(h["line"])
-        spatial = [out[labels.group(3).index(d)] for d in "01"] if labels else [0, 0]
-        kind = "bwd-filter" if max(spatial) <= 3 else "bwd-input"
-        if kind == "bwd-filter" and labels:
-          o = labels.group(3)
-          desc = (f"{spatial[0]}x{spatial[1]} kernel grad over map {_WINDOW.search(h['line']).group(1)} "
-                  f"{out[o.index('b')]}->{out[o.index('f')]}")
+      # The filter gradient's output is a kernel (tiny spatial dims) and its window a whole map (its
+      # op_name is sometimes empty); the input gradient is a map-sized convolution under transpose(...).
+      out, labels = _dims(h["shape"]), _DIMLABELS.search(h["line"])
+      spatial = [out[labels.group(3).index(d)] for d in "01"] if labels else [0, 0]
+      window = [int(s) for s in _WINDOW.search(h["line"]).group(1).split("x")] if _WINDOW.search(h["line"]) else [0]
+      kind = "bwd-filter" if max(spatial) <= 3 and max(window) > 3 else ("bwd-input" if backward else "fwd")
+      if kind == "bwd-filter" and labels:
+        o = labels.group(3)
+        desc = (f"{spatial[0]}x{spatial[1]} kernel grad over map {_WINDOW.search(h['line']).group(1)} "
+                f"{out[o.index('b')]}->{out[o.index('f')]}")
       return ("upsample conv " if up else "conv ") + kind, desc, flops
     lhs = instrs.get(h["operands"][0]) if h["operands"] else None
     detail = f"{lhs['shape'].split('{')[0] if lhs else '?'} -> {h['shape'].split('{')[0]}"
-    return ("upsample im2col dot " if up else "im2col dot ") + ("bwd" if backward else "fwd"), detail, flops
+    # Convolutions computed as matrix products: im2col (fwd and bwd) and the dwdot filter gradient (bwd).
+    return ("upsample conv as dot " if up else "conv as dot ") + ("bwd" if backward else "fwd"), detail, flops
   if "is-finite" in name or "is_finite" in lname:
     return "NaN guard (is-finite checks)", ins["opcode"], flops
   if re.search(r"reduce_window_max|select_and_scatter|max_pool", lname):
@@ -227,6 +230,7 @@ def breakdown(events: list[dict], instrs: dict, steps: int, step_s: float) -> di
   top_ops = sorted(per_op.items(), key=lambda kv: -kv[1])[:40]
   return dict(op_time_ms_per_step=round(total_ms, 2), step_wall_ms=round(step_s * 1e3, 2),
               op_time_over_wall=round(total_ms / (step_s * 1e3), 3), categories=cat_rows, details=det_rows,
+              per_op_ms={op: round(ms, 3) for op, ms in sorted(per_op.items(), key=lambda kv: -kv[1])},
               top_ops=[dict(hlo_op=op, ms_per_step=round(ms, 3), category=categorise(op, instrs)[0],
                             detail=categorise(op, instrs)[1], gflop=round(categorise(op, instrs)[2] / 1e9, 3),
                             op_name=(instrs.get(op) or {}).get("op_name", "")) for op, ms in top_ops])
@@ -255,6 +259,55 @@ def markdown(result: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
+def ab_compare(args, lib, loop, mesh_lib, step_lib, jax) -> dict:
+  """Interleaved before/after timing of the train step under `conv_impl` variants (``--ab``).
+
+  Variants: "before" = ``conv="auto"`` without the "dwdot" filter gradient (the previous "auto"),
+  "after" = ``conv="auto"`` as it is now. Both are built from the same seed, compiled, then timed in
+  alternating order for ``--rounds`` rounds (the first step of each also gives the loss and gradient
+  norm, which must agree). Returns the rows with per-round times, medians and the ratio.
+  """
+  from jaxvad.models import conv_impl  # pylint: disable=import-outside-toplevel
+  variants = {"before": 1 << 62, "after": conv_impl.AUTO_DWDOT_MIN_POSITIONS}
+  built = {}
+  for name, threshold in variants.items():
+    conv_impl.AUTO_DWDOT_MIN_POSITIONS = threshold  # Read when the model is traced (lower below).
+    config = lib.load_config("mpn", "ped2", args.size, "float32", conv="auto")
+    mesh = mesh_lib.make_mesh(1)
+    mdef, tx, state = loop.create_train_state(config, mesh, tuple(config.data.size))
+    step = step_lib.jit_train_step(step_lib.make_train_step(mdef.module, mdef.loss_fn, tx, config.model), mesh)
+    frames = mesh_lib.shard_batch({"frames": lib.random_windows(config, args.batch)}, mesh)
+    rng = jax.random.PRNGKey(0)
+    t0 = time.perf_counter()
+    compiled = step.lower(state, frames, rng).compile()
+    compile_s = time.perf_counter() - t0
+    state, metrics = jax.block_until_ready(compiled(state, frames, rng))  # Warm-up; its metrics compared.
+    built[name] = dict(fn=compiled, state=state, frames=frames, rng=rng, compile_s=compile_s, times=[],
+                       loss=float(metrics["loss"]), grad_norm=float(metrics["grad_norm"]),
+                       threshold=threshold, convs=compiled.as_text().count(" convolution("))
+  conv_impl.AUTO_DWDOT_MIN_POSITIONS = variants["after"]
+  order = list(variants)
+  for r in range(args.rounds):
+    for name in (order if r % 2 == 0 else order[::-1]):
+      b = built[name]
+      t0 = time.perf_counter()
+      b["state"], _ = jax.block_until_ready(b["fn"](b["state"], b["frames"], b["rng"]))
+      b["times"].append(time.perf_counter() - t0)
+      print(f"round {r} {name}: {b['times'][-1]:.3f} s", flush=True)
+  rows = {n: dict(median_s=statistics.median(b["times"]), times_s=[round(t, 4) for t in b["times"]],
+                  compile_s=round(b["compile_s"], 2), first_step_loss=b["loss"],
+                  first_step_grad_norm=b["grad_norm"], hlo_convolutions=b["convs"],
+                  dwdot_min_positions=b["threshold"] if b["threshold"] < (1 << 61) else None)
+          for n, b in built.items()}
+  paired = [bt / at for bt, at in zip(built["before"]["times"], built["after"]["times"])]
+  return dict(variants=rows, speedup_median=rows["before"]["median_s"] / rows["after"]["median_s"],
+              paired_speedups=[round(x, 3) for x in paired],
+              loss_rel_diff=abs(rows["before"]["first_step_loss"] - rows["after"]["first_step_loss"])
+              / abs(rows["before"]["first_step_loss"]),
+              grad_norm_rel_diff=abs(rows["before"]["first_step_grad_norm"] - rows["after"]["first_step_grad_norm"])
+              / abs(rows["before"]["first_step_grad_norm"]))
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--size", type=int, default=256)
@@ -266,6 +319,9 @@ def main() -> None:
   parser.add_argument("--multi-thread", action="store_true", help="keep XLA's Eigen intra-op threads")
   parser.add_argument("--conv", default=None, help="model.conv override (default: the config's, auto)")
   parser.add_argument("--set", action="append", default=[], help="model.KEY=VALUE overrides (python literal)")
+  parser.add_argument("--ab", action="store_true", help="time conv=auto before/after the dwdot filter "
+                      "gradient, interleaved, instead of profiling")
+  parser.add_argument("--rounds", type=int, default=3, help="--ab rounds")
   parser.add_argument("--out", default=None)
   args = parser.parse_args()
   threads = args.threads or (None if args.multi_thread else 1)
@@ -282,6 +338,16 @@ def main() -> None:
   from jaxvad.train import step as step_lib  # pylint: disable=import-outside-toplevel
 
   jax.config.update("jax_default_prng_impl", "unsafe_rbg")  # As bench.py: faster init, same step.
+  if args.ab:
+    result = dict(what="train step, conv=auto before/after the dwdot filter gradient, interleaved",
+                  size=args.size, batch=args.batch, threads=threads or len(os.sched_getaffinity(0)),
+                  multi_thread=args.multi_thread, xla_flags=os.environ.get("XLA_FLAGS", ""), rounds=args.rounds,
+                  **ab_compare(args, lib, loop, mesh_lib, step_lib, jax), environment=lib.environment())
+    suffix = f"_ab_{args.size}_b{args.batch}" + ("_mt" if args.multi_thread else "")
+    out = pathlib.Path(args.out or REPO / "experiments" / "results" / f"profile_train_step{suffix}.json")
+    out.write_text(json.dumps(result, indent=1))
+    print(json.dumps({k: v for k, v in result.items() if k != "environment"}, indent=1))
+    return
   config = lib.load_config("mpn", "ped2", args.size, "float32", conv=args.conv)
   for kv in args.set:
     key, _, value = kv.partition("=")
