@@ -259,20 +259,56 @@ def markdown(result: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
-def ab_compare(args, lib, loop, mesh_lib, step_lib, jax) -> dict:
-  """Interleaved before/after timing of the train step under `conv_impl` variants (``--ab``).
+def measure(args, lib) -> dict:
+  """One process's bench.py figures (``--measure``): train step at ``--batch`` and inference at batch 1."""
+  config = lib.load_config("mpn", "ped2", args.size, "float32")
+  train = lib.bench_train_step(config, args.batch, repeats=args.step_repeats, warmup=1)
+  infer = lib.bench_inference(config, 1, repeats=5, warmup=2)
+  return {"train_s": train["median_s"], "train_samples_s": train["samples_s"],
+          "infer_b1_s": infer["median_s"], "infer_b1_samples_s": infer["samples_s"],
+          "train_compile_s": train["compile_s"], "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
-  Variants: "before" = ``conv="auto"`` without the "dwdot" filter gradient (the previous "auto"),
-  "after" = ``conv="auto"`` as it is now. Both are built from the same seed, compiled, then timed in
-  alternating order for ``--rounds`` rounds (the first step of each also gives the loss and gradient
-  norm, which must agree). Returns the rows with per-round times, medians and the ratio.
+
+def ab_flags(args) -> dict:
+  """Interleaved before/after of XLA_FLAGS variants (``--ab-flags "A|B"``), one fresh process per sample.
+
+  Each round runs every variant once (order alternating between rounds); each process compiles and
+  times the train step (1 warm-up, ``--step-repeats`` timed) and inference at batch 1 (2 + 5), the
+  bench.py machinery, pinned to ``--threads`` CPUs. Ratio = first variant's time / other's (> 1: faster).
   """
-  from jaxvad.models import conv_impl  # pylint: disable=import-outside-toplevel
-  variants = {"before": 1 << 62, "after": conv_impl.AUTO_DWDOT_MIN_POSITIONS}
+  import subprocess  # pylint: disable=import-outside-toplevel
+  variants = args.ab_flags.split("|")
+  samples = {v: [] for v in variants}
+  for r in range(args.rounds):
+    for v in (variants if r % 2 == 0 else variants[::-1]):
+      env = dict(os.environ, XLA_FLAGS=v, PYTHONPATH=str(REPO))
+      cmd = [sys.executable, __file__, "--measure", "--size", str(args.size), "--batch", str(args.batch),
+             "--step-repeats", str(args.step_repeats), "--multi-thread"]
+      if args.threads:
+        cmd += ["--threads", str(args.threads)]
+      out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+      samples[v].append(json.loads(out.strip().splitlines()[-1]))
+      print(f"round {r} {v!r}: {samples[v][-1]['train_s']:.3f} s train, {samples[v][-1]['infer_b1_s']:.3f} s "
+            "inference b1", flush=True)
+  base = variants[0]
+  rows = {}
+  for v in variants:
+    rows[v] = {k: statistics.median(s[k] for s in samples[v]) for k in ("train_s", "infer_b1_s")}
+    rows[v]["samples"] = samples[v]
+    for k in ("train_s", "infer_b1_s"):
+      rows[v][f"speedup_{k[:-2]}_vs_first"] = rows[base][k] / rows[v][k]
+      rows[v][f"paired_speedups_{k[:-2]}"] = [round(b[k] / s[k], 3) for b, s in zip(samples[base], samples[v])]
+  return dict(variants=rows)
+
+
+def ab_train_options(args, lib, loop, mesh_lib, step_lib, jax) -> dict:
+  """In one process: the train step compiled without ("before") and with ("after") the CPU compiler options
+  of `step.jit_train_step`, from the same initial state, timed in alternating order (``--ab-train``)."""
   built = {}
-  for name, threshold in variants.items():
-    conv_impl.AUTO_DWDOT_MIN_POSITIONS = threshold  # Read when the model is traced (lower below).
-    config = lib.load_config("mpn", "ped2", args.size, "float32", conv="auto")
+  options = step_lib.cpu_train_compiler_options
+  for name in ("before", "after"):
+    step_lib.cpu_train_compiler_options = (lambda: ()) if name == "before" else options
+    config = lib.load_config("mpn", "ped2", args.size, "float32")
     mesh = mesh_lib.make_mesh(1)
     mdef, tx, state = loop.create_train_state(config, mesh, tuple(config.data.size))
     step = step_lib.jit_train_step(step_lib.make_train_step(mdef.module, mdef.loss_fn, tx, config.model), mesh)
@@ -284,9 +320,9 @@ def ab_compare(args, lib, loop, mesh_lib, step_lib, jax) -> dict:
     state, metrics = jax.block_until_ready(compiled(state, frames, rng))  # Warm-up; its metrics compared.
     built[name] = dict(fn=compiled, state=state, frames=frames, rng=rng, compile_s=compile_s, times=[],
                        loss=float(metrics["loss"]), grad_norm=float(metrics["grad_norm"]),
-                       threshold=threshold, convs=compiled.as_text().count(" convolution("))
-  conv_impl.AUTO_DWDOT_MIN_POSITIONS = variants["after"]
-  order = list(variants)
+                       ynn_fusions=compiled.as_text().count("ynn_fusion"), options=dict(step_lib.cpu_train_compiler_options()))
+  step_lib.cpu_train_compiler_options = options
+  order = list(built)
   for r in range(args.rounds):
     for name in (order if r % 2 == 0 else order[::-1]):
       b = built[name]
@@ -295,17 +331,13 @@ def ab_compare(args, lib, loop, mesh_lib, step_lib, jax) -> dict:
       b["times"].append(time.perf_counter() - t0)
       print(f"round {r} {name}: {b['times'][-1]:.3f} s", flush=True)
   rows = {n: dict(median_s=statistics.median(b["times"]), times_s=[round(t, 4) for t in b["times"]],
-                  compile_s=round(b["compile_s"], 2), first_step_loss=b["loss"],
-                  first_step_grad_norm=b["grad_norm"], hlo_convolutions=b["convs"],
-                  dwdot_min_positions=b["threshold"] if b["threshold"] < (1 << 61) else None)
-          for n, b in built.items()}
+                  compile_s=round(b["compile_s"], 2), first_step_loss=b["loss"], first_step_grad_norm=b["grad_norm"],
+                  ynn_fusions=b["ynn_fusions"], compiler_options=b["options"]) for n, b in built.items()}
   paired = [bt / at for bt, at in zip(built["before"]["times"], built["after"]["times"])]
-  return dict(variants=rows, speedup_median=rows["before"]["median_s"] / rows["after"]["median_s"],
-              paired_speedups=[round(x, 3) for x in paired],
-              loss_rel_diff=abs(rows["before"]["first_step_loss"] - rows["after"]["first_step_loss"])
-              / abs(rows["before"]["first_step_loss"]),
-              grad_norm_rel_diff=abs(rows["before"]["first_step_grad_norm"] - rows["after"]["first_step_grad_norm"])
-              / abs(rows["before"]["first_step_grad_norm"]))
+  bl, al = rows["before"], rows["after"]
+  return dict(variants=rows, speedup_median=bl["median_s"] / al["median_s"], paired_speedups=[round(x, 3) for x in paired],
+              loss_rel_diff=abs(bl["first_step_loss"] - al["first_step_loss"]) / abs(bl["first_step_loss"]),
+              grad_norm_rel_diff=abs(bl["first_step_grad_norm"] - al["first_step_grad_norm"]) / abs(bl["first_step_grad_norm"]))
 
 
 def main() -> None:
@@ -319,9 +351,13 @@ def main() -> None:
   parser.add_argument("--multi-thread", action="store_true", help="keep XLA's Eigen intra-op threads")
   parser.add_argument("--conv", default=None, help="model.conv override (default: the config's, auto)")
   parser.add_argument("--set", action="append", default=[], help="model.KEY=VALUE overrides (python literal)")
-  parser.add_argument("--ab", action="store_true", help="time conv=auto before/after the dwdot filter "
-                      "gradient, interleaved, instead of profiling")
-  parser.add_argument("--rounds", type=int, default=3, help="--ab rounds")
+  parser.add_argument("--ab-flags", default=None, help='XLA_FLAGS variants "A|B": time the train step and '
+                      "inference b1 under each, interleaved, one process per sample, instead of profiling")
+  parser.add_argument("--ab-train", action="store_true", help="time the train step without / with "
+                      "step.jit_train_step's CPU compiler options, interleaved in one process")
+  parser.add_argument("--rounds", type=int, default=2, help="--ab-flags / --ab-train rounds")
+  parser.add_argument("--step-repeats", type=int, default=2, help="timed train steps per --ab-flags sample")
+  parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
   parser.add_argument("--out", default=None)
   args = parser.parse_args()
   threads = args.threads or (None if args.multi_thread else 1)
@@ -338,15 +374,27 @@ def main() -> None:
   from jaxvad.train import step as step_lib  # pylint: disable=import-outside-toplevel
 
   jax.config.update("jax_default_prng_impl", "unsafe_rbg")  # As bench.py: faster init, same step.
-  if args.ab:
-    result = dict(what="train step, conv=auto before/after the dwdot filter gradient, interleaved",
+  if args.measure:
+    print(json.dumps(measure(args, lib)))
+    return
+  if args.ab_train:
+    result = dict(what="MPN paper width train step without/with step.CPU_TRAIN_COMPILER_OPTIONS, interleaved",
                   size=args.size, batch=args.batch, threads=threads or len(os.sched_getaffinity(0)),
                   multi_thread=args.multi_thread, xla_flags=os.environ.get("XLA_FLAGS", ""), rounds=args.rounds,
-                  **ab_compare(args, lib, loop, mesh_lib, step_lib, jax), environment=lib.environment())
-    suffix = f"_ab_{args.size}_b{args.batch}" + ("_mt" if args.multi_thread else "")
-    out = pathlib.Path(args.out or REPO / "experiments" / "results" / f"profile_train_step{suffix}.json")
+                  **ab_train_options(args, lib, loop, mesh_lib, step_lib, jax), environment=lib.environment())
+    suffix = f"_{args.size}_b{args.batch}" + ("_mt" if args.multi_thread else "")
+    out = pathlib.Path(args.out or REPO / "experiments" / "results" / f"profile_train_step_ab{suffix}.json")
     out.write_text(json.dumps(result, indent=1))
     print(json.dumps({k: v for k, v in result.items() if k != "environment"}, indent=1))
+    return
+  if args.ab_flags is not None:
+    result = dict(what="MPN paper width: train step and inference b1 under XLA_FLAGS variants, interleaved",
+                  size=args.size, batch=args.batch, threads=threads, rounds=args.rounds, **ab_flags(args),
+                  environment=lib.environment())
+    out = pathlib.Path(args.out or REPO / "experiments" / "results" / f"profile_train_step_flags_ab_{args.size}.json")
+    out.write_text(json.dumps(result, indent=1))
+    print(json.dumps({v: {k: x for k, x in r.items() if k != "samples"} for v, r in result["variants"].items()},
+                     indent=1))
     return
   config = lib.load_config("mpn", "ped2", args.size, "float32", conv=args.conv)
   for kv in args.set:

@@ -6,16 +6,8 @@
             kernel reshaped to [K*Cin, Cout]. The forward and both gradients are then plain dots,
             which XLA:CPU hands to its fast matrix-multiply library, while its own convolution
             kernels, and above all their gradients, are slower (`experiments/results/`).
-  "dwdot"   XLA's convolution for the forward and the input gradient, but the filter gradient as
-            kh*kw matrix products (one per tap: shifted input^T @ output gradient). XLA:CPU computes
-            the filter gradient of a 3x3 convolution over a large map ~4x slower per FLOP than the
-            forward (`experiments/profile_train_step.py`: 45 % of the 256x256 MPN train step); the
-            matrix products run at the forward's speed. A `jax.custom_jvp` (so forward-over-reverse
-            Hessian products still work) whose tangent in the kernel is written as those products
-            under `jax.checkpoint` (the shifted inputs are recomputed in the backward, not stored).
-  "auto"    per layer, when the model is traced, on CPU: "im2col" for layers whose patch matrix is
-            small (`AUTO_MAX_PATCH_BYTES`), "dwdot" for the others over maps of at least
-            `AUTO_DWDOT_MIN_POSITIONS` positions, else "xla"; "xla" on every other backend.
+  "auto"    per layer, when the model is traced: "im2col" on CPU for layers whose patch matrix is
+            small (`AUTO_MAX_PATCH_BYTES`), "xla" for the others and on every other backend.
 
 Both compute the same function with the same parameters (tested to float rounding, value and
 gradient); checkpoints are interchangeable. The im2col path covers what the models use (NHWC
@@ -24,7 +16,6 @@ input, HWIO kernel, stride 1, no dilation, one feature group); anything else fal
 
 from __future__ import annotations
 
-import functools
 import os
 from typing import Callable, Sequence
 
@@ -34,8 +25,7 @@ from jax import lax
 
 from jaxvad.errors import ConfigError
 
-IMPLS = ("xla", "im2col", "dwdot", "auto")
-_NHWC = ("NHWC", "HWIO", "NHWC")
+IMPLS = ("xla", "im2col", "auto")
 
 
 def _is_nhwc_hwio(lhs, rhs, dimension_numbers) -> bool:
@@ -85,69 +75,6 @@ def im2col_conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: 
   return out.reshape(b, ho, wo, cout)
 
 
-def _tap_products(lhs: jax.Array, rhs: jax.Array, padding) -> jax.Array:
-  """The stride-1 NHWC x HWIO convolution as a sum over taps of shifted input @ kernel tap.
-
-  Linear in ``rhs``; its transpose in ``rhs`` is one [Cin, B*Ho*Wo] @ [B*Ho*Wo, Cout] product per tap.
-  Args: lhs [B, H, W, Cin]; rhs [kh, kw, Cin, Cout]; padding ((pt, pb), (pl, pr)). Returns [B, Ho, Wo, Cout].
-  """
-  kh, kw = rhs.shape[:2]
-  (pt, pb), (pl, pr) = padding
-  _, h, w, _ = lhs.shape
-  ho, wo = h + pt + pb - kh + 1, w + pl + pr - kw + 1
-  x = jnp.pad(lhs, ((0, 0), (pt, pb), (pl, pr), (0, 0)))  # [B, H+pt+pb, W+pl+pr, Cin]
-  out = None
-  for i in range(kh):
-    for j in range(kw):
-      term = jnp.einsum("bhwi,io->bhwo", x[:, i:i + ho, j:j + wo, :], rhs[i, j])  # [B, Ho, Wo, Cout]
-      out = term if out is None else out + term
-  return out
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
-def _dwdot_conv(lhs: jax.Array, rhs: jax.Array, padding, precision) -> jax.Array:
-  return lax.conv_general_dilated(lhs, rhs, (1, 1), padding, dimension_numbers=_NHWC, precision=precision)
-
-
-@_dwdot_conv.defjvp
-def _dwdot_conv_jvp(padding, precision, primals, tangents):
-  lhs, rhs = primals
-  dlhs, drhs = tangents
-  out = _dwdot_conv(lhs, rhs, padding, precision)
-  # d/dlhs: XLA's convolution (its transpose is XLA's fast input gradient); d/drhs: the tap products,
-  # whose transpose is the filter gradient as matrix products; checkpointed so that the shifted
-  # inputs are recomputed in the backward instead of being stored (kh*kw copies of the input).
-  tangent = (lax.conv_general_dilated(dlhs, rhs, (1, 1), padding, dimension_numbers=_NHWC, precision=precision)
-             + jax.checkpoint(_tap_products, static_argnums=(2,))(lhs, drhs, padding))
-  return out, tangent
-
-
-def dwdot_conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], padding,
-                               lhs_dilation=None, rhs_dilation=None, dimension_numbers=None,
-                               feature_group_count: int = 1, batch_group_count: int = 1,
-                               precision=None, preferred_element_type=None) -> jax.Array:
-  """`lax.conv_general_dilated` with the filter gradient as matrix products ("dwdot", module docstring).
-
-  Args: as `lax.conv_general_dilated`; other than NHWC x HWIO, stride 1, no dilation, one group and
-  float32/bfloat16 output as the inputs it falls back to XLA. Returns: [B, Ho, Wo, Cout] (NHWC).
-  """
-  supported = (_is_nhwc_hwio(lhs, rhs, dimension_numbers) and _all_ones(window_strides)
-               and _all_ones(lhs_dilation) and _all_ones(rhs_dilation)
-               and feature_group_count == 1 and batch_group_count == 1 and preferred_element_type is None)
-  if not supported:
-    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                                    dimension_numbers, feature_group_count, batch_group_count,
-                                    precision=precision, preferred_element_type=preferred_element_type)
-  if isinstance(padding, str):
-    padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], (1, 1), padding)
-  padding = tuple(tuple(int(p) for p in pair) for pair in padding)
-  return _dwdot_conv(lhs, rhs, padding, precision)
-
-
-# "dwdot" pays off on CPU from maps of this many positions (H * W of the input) on: below it XLA's own
-# filter gradient is about as fast (experiments/results/profile_train_step_*.json).
-AUTO_DWDOT_MIN_POSITIONS = int(os.environ.get("JAXVAD_DWDOT_MIN_POSITIONS", 32 * 32))
-
 # "auto" uses im2col on CPU only while the patch matrix [B*Ho*Wo, kh*kw*Cin] stays below this size:
 # small maps with many channels (the U-Net's inner stages, the 12-channel input layer) gain, while
 # for large maps (64x64 and up at 64+ channels) the patch matrix no longer fits in cache and XLA's
@@ -160,8 +87,6 @@ def _auto(lhs, rhs, *args, **kwargs) -> jax.Array:
     patch_bytes = lhs.shape[0] * lhs.shape[1] * lhs.shape[2] * rhs.shape[0] * rhs.shape[1] * rhs.shape[2] * 4
     if patch_bytes <= AUTO_MAX_PATCH_BYTES:
       return im2col_conv_general_dilated(lhs, rhs, *args, **kwargs)
-    if lhs.shape[1] * lhs.shape[2] >= AUTO_DWDOT_MIN_POSITIONS:
-      return dwdot_conv_general_dilated(lhs, rhs, *args, **kwargs)
   return lax.conv_general_dilated(lhs, rhs, *args, **kwargs)
 
 
@@ -171,8 +96,6 @@ def get(name: str) -> Callable:
     return lax.conv_general_dilated
   if name == "im2col":
     return im2col_conv_general_dilated
-  if name == "dwdot":
-    return dwdot_conv_general_dilated
   if name == "auto":
     return _auto
   raise ConfigError(f"model.conv must be one of {IMPLS}, got {name!r}")
