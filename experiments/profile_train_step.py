@@ -430,6 +430,7 @@ def main() -> None:
   step_s = statistics.median(times)
   result = dict(model="mpn", config_file="configs/mpn.py:ped2", size=args.size, batch=args.batch,
                 params=int(n_params), conv=config.model.get("conv"), upsample=config.model.upsample,
+                train_compiler_options=dict(step_lib.cpu_train_compiler_options()),
                 overrides=args.set, threads=threads or len(os.sched_getaffinity(0)),
                 multi_thread=args.multi_thread, xla_flags=os.environ.get("XLA_FLAGS", ""),
                 compile_s=round(compile_s, 2), step_s=[round(t, 4) for t in times],
