@@ -101,7 +101,7 @@ def cpu_train_compiler_options() -> tuple:
   if os.environ.get("JAXVAD_TRAIN_YNN_CONV", "") not in ("", "0"):
     return ()
   try:
-    jax.jit(lambda x: x + 1, backend="cpu").lower(jnp.zeros(2)).compile(compiler_options=CPU_TRAIN_COMPILER_OPTIONS)
+    jax.jit(lambda x: x + 1).lower(jnp.zeros(2)).compile(compiler_options=CPU_TRAIN_COMPILER_OPTIONS)
   except Exception:  # pylint: disable=broad-except  (an older or newer jaxlib without this option)
     return ()
   return tuple(CPU_TRAIN_COMPILER_OPTIONS.items())
