@@ -301,6 +301,23 @@ def ab_flags(args) -> dict:
   return dict(variants=rows)
 
 
+def compile_train_step(config, batch: int):
+  """(state, frames, rng, compiled step, compile seconds) on one device: the step as `jaxvad train` jits it."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from experiments import bench_lib as lib  # pylint: disable=import-outside-toplevel
+  from jaxvad.train import loop  # pylint: disable=import-outside-toplevel
+  from jaxvad.train import mesh as mesh_lib  # pylint: disable=import-outside-toplevel
+  from jaxvad.train import step as step_lib  # pylint: disable=import-outside-toplevel
+  mesh = mesh_lib.make_mesh(1)
+  mdef, tx, state = loop.create_train_state(config, mesh, tuple(config.data.size))
+  step = step_lib.jit_train_step(step_lib.make_train_step(mdef.module, mdef.loss_fn, tx, config.model), mesh)
+  frames = mesh_lib.shard_batch({"frames": lib.random_windows(config, batch)}, mesh)
+  rng = jax.random.PRNGKey(0)
+  t0 = time.perf_counter()
+  compiled = step.lower(state, frames, rng).compile()
+  return state, frames, rng, compiled, time.perf_counter() - t0
+
+
 def ab_train_options(args, lib, loop, mesh_lib, step_lib, jax) -> dict:
   """In one process: the train step compiled without ("before") and with ("after") the CPU compiler options
   of `step.jit_train_step`, from the same initial state, timed in alternating order (``--ab-train``)."""
@@ -309,14 +326,7 @@ def ab_train_options(args, lib, loop, mesh_lib, step_lib, jax) -> dict:
   for name in ("before", "after"):
     step_lib.cpu_train_compiler_options = (lambda: ()) if name == "before" else options
     config = lib.load_config("mpn", "ped2", args.size, "float32")
-    mesh = mesh_lib.make_mesh(1)
-    mdef, tx, state = loop.create_train_state(config, mesh, tuple(config.data.size))
-    step = step_lib.jit_train_step(step_lib.make_train_step(mdef.module, mdef.loss_fn, tx, config.model), mesh)
-    frames = mesh_lib.shard_batch({"frames": lib.random_windows(config, args.batch)}, mesh)
-    rng = jax.random.PRNGKey(0)
-    t0 = time.perf_counter()
-    compiled = step.lower(state, frames, rng).compile()
-    compile_s = time.perf_counter() - t0
+    state, frames, rng, compiled, compile_s = compile_train_step(config, args.batch)
     state, metrics = jax.block_until_ready(compiled(state, frames, rng))  # Warm-up; its metrics compared.
     built[name] = dict(fn=compiled, state=state, frames=frames, rng=rng, compile_s=compile_s, times=[],
                        loss=float(metrics["loss"]), grad_norm=float(metrics["grad_norm"]),
@@ -404,15 +414,8 @@ def main() -> None:
     except (ValueError, SyntaxError):
       pass
     config.model[key.removeprefix("model.")] = value
-  mesh = mesh_lib.make_mesh(1)
-  mdef, tx, state = loop.create_train_state(config, mesh, tuple(config.data.size))
+  state, frames, rng, compiled, compile_s = compile_train_step(config, args.batch)
   n_params = sum(x.size for x in jax.tree.leaves(state.params))
-  step = step_lib.jit_train_step(step_lib.make_train_step(mdef.module, mdef.loss_fn, tx, config.model), mesh)
-  frames = mesh_lib.shard_batch({"frames": lib.random_windows(config, args.batch)}, mesh)
-  rng = jax.random.PRNGKey(0)
-  t0 = time.perf_counter()
-  compiled = step.lower(state, frames, rng).compile()
-  compile_s = time.perf_counter() - t0
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   instrs = parse_hlo(compiled.as_text())
