@@ -29,6 +29,7 @@ Variants (``get_config(arg)``):
 import ml_collections
 
 from jaxvad import config_lib
+from jaxvad.meta import online
 
 TARGETS = {"ped1": "ped1", "ped2": "ped2", "avenue": "avenue"}
 SOURCES = {"shanghaitech": "shanghaitech", "ucf": "ucf_crime"}
@@ -60,8 +61,7 @@ def _meta_fields(c, *, paper: bool) -> None:
                    finetune_lr=c.meta.alpha_init if not paper else 1e-4, finetune_steps=1, batch_size=32,
                    support=("test_first",))  # Support protocols: "test_first" | "train_random" (docs/fewshot.md).
   # `jaxvad stream`: online adaptation of a live camera (jaxvad/meta/online.py, docs/online.md).
-  c.online = dict(support=10, every=8, recent=4, threshold="quantile", quantile=0.95, num_std=3.0,
-                  normalise="minmax", recalibrate=True, max_drift=0.05, max_abnormal=25, step="meta", lr=1e-3)
+  c.online = dict(online.DEFAULTS)
 
 
 def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:

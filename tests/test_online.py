@@ -3,6 +3,7 @@
 import json
 
 import jax
+import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -65,8 +66,10 @@ def _run(setup, frames, **kw):
   return online.run_stream(config, theta, alpha, frozen, frames, online.settings_from_config(config, **kw))
 
 
-def test_config_defaults_match_module_defaults():
-  assert dict(_config().online) == online.DEFAULTS
+def test_config_section_and_its_checks():
+  assert online.settings_from_config(_config()) == online.Settings(support=10, every=8, recent=4, max_drift=0.05)
+  with pytest.raises(ConfigError, match="no such field"):
+    online.settings_from_config(ml_collections.ConfigDict({"online": {"evry": 8}}))
   with pytest.raises(ConfigError, match="online.every"):
     online.settings_from_config(_config(), every=0)
 

@@ -48,8 +48,6 @@ from jaxvad.evaluate import metrics
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = dict(support=10, every=8, recent=4, threshold="quantile", quantile=0.95, num_std=3.0,
-                normalise="minmax", recalibrate=True, max_drift=0.05, max_abnormal=25, step="meta", lr=1e-3)
 THRESHOLDS = ("quantile", "mean_std")
 NORMALISE = ("minmax", "mean_std")
 STEPS = ("meta", "finetune")
@@ -88,6 +86,9 @@ class Settings:
     if float(self.max_drift) <= 0 or float(self.lr) < 0 or float(self.num_std) < 0:
       raise ConfigError("online.max_drift must be > 0, online.lr and online.num_std >= 0 "
                         f"(got {self.max_drift}, {self.lr}, {self.num_std})")
+
+
+DEFAULTS = dataclasses.asdict(Settings())  # The section's fields and defaults, e.g. for `configs/meta.py`.
 
 
 def settings_from_config(config, **overrides) -> Settings:
