@@ -91,3 +91,12 @@ def test_env_turns_the_options_off(monkeypatch):
     step_lib.cpu_train_compiler_options.cache_clear()
   assert dict(step_lib.cpu_train_compiler_options()) in ({}, step_lib.CPU_TRAIN_COMPILER_OPTIONS)
 
+
+
+def test_rejected_option_falls_back_and_says_so(monkeypatch, caplog):
+  """A jaxlib that rejects the option gets the default program, and the log says why."""
+  monkeypatch.setattr(step_lib, "CPU_TRAIN_COMPILER_OPTIONS", {"xla_cpu_no_such_option_for_jaxvad": "1"})
+  monkeypatch.delenv("JAXVAD_TRAIN_YNN_CONV", raising=False)
+  with caplog.at_level("INFO", logger="jaxvad.train.step"):
+    assert step_lib.cpu_train_compiler_options.__wrapped__() == ()
+  assert "xla_cpu_no_such_option_for_jaxvad" in caplog.text and "default path" in caplog.text

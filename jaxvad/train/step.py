@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from typing import Any, Callable
 
@@ -12,6 +13,8 @@ import optax
 
 from jaxvad.train import mesh as mesh_lib
 from jaxvad.train.state import TrainState
+
+log = logging.getLogger(__name__)
 
 # Bits of the ``nonfinite`` metric: which part of a step was not finite.
 NONFINITE_LOSS = 1
@@ -102,7 +105,9 @@ def cpu_train_compiler_options() -> tuple:
     return ()
   try:
     jax.jit(lambda x: x + 1).lower(jnp.zeros(2)).compile(compiler_options=CPU_TRAIN_COMPILER_OPTIONS)
-  except Exception:  # pylint: disable=broad-except  (an older or newer jaxlib without this option)
+  except Exception as e:  # pylint: disable=broad-except  (an older or newer jaxlib without this option)
+    log.info("CPU train step: this jaxlib rejects %s (%s: %s); convolutions stay on its default path",
+             CPU_TRAIN_COMPILER_OPTIONS, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
     return ()
   return tuple(CPU_TRAIN_COMPILER_OPTIONS.items())
 
