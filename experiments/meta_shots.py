@@ -139,6 +139,9 @@ def summarise(seeds: dict) -> dict:
     for what in ("heldout_after_drawn", "heldout_after_per_k"):
       v = [s["per_k"][ks][what] for s in seeds.values()]
       r[what] = {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0}
+    rel = [100 * (s["per_k"][ks]["heldout_after_per_k"] / s["per_k"][ks]["heldout_after_drawn"] - 1)
+           for s in seeds.values()]
+    r["per_k_minus_drawn_pct"] = {"mean": float(np.mean(rel)), "std": float(np.std(rel, ddof=1)) if len(rel) > 1 else 0.0}
     r["per_k_lower_heldout_loss_seeds"] = sum(s["per_k"][ks]["heldout_after_per_k"]
                                               < s["per_k"][ks]["heldout_after_drawn"] for s in seeds.values())
     for support in any_seed["per_k"][ks]["auc_drawn"]:
@@ -153,17 +156,18 @@ def markdown(res: dict) -> str:
   lines = [f"Seeds {', '.join(str(s) for s in res['seeds'])}. Held-out SOURCE query loss after Meta-SGD adaptation "
            f"({NUM_EPISODES} episodes per K; the label-free choice criterion) and, for information, the Ped2 frame "
            "AUC of the Meta row (mean +- std over seeds).", "",
-           "| K | held-out loss, drawn | held-out loss, one model per K | seeds where per-K is lower | "
+           "| K | held-out loss, drawn | held-out loss, one model per K | per-K vs drawn | seeds where per-K is lower | "
            "AUC test_first drawn | AUC test_first per-K | AUC train_random drawn | AUC train_random per-K |",
-           "|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|"]
 
   def f(d, p=5):
     return f"{d['mean']:.{p}f} +- {d['std']:.{p}f}"
 
   n = len(res["seeds"])
   for k, r in res["summary"].items():
+    rel = r["per_k_minus_drawn_pct"]
     lines.append(f"| {k} | {f(r['heldout_after_drawn'])} | {f(r['heldout_after_per_k'])} | "
-                 f"{r['per_k_lower_heldout_loss_seeds']} of {n} | {f(r['auc_drawn_test_first'], 3)} | "
+                 f"{rel['mean']:+.2f} +- {rel['std']:.2f} % | {r['per_k_lower_heldout_loss_seeds']} of {n} | {f(r['auc_drawn_test_first'], 3)} | "
                  f"{f(r['auc_per_k_test_first'], 3)} | {f(r['auc_drawn_train_random'], 3)} | "
                  f"{f(r['auc_per_k_train_random'], 3)} |")
   lines += ["", "Per seed and schedule (Ped2 AUC of the Meta row at K = 0 / 1 / 5 / 10; meta-training time of this "
@@ -197,12 +201,18 @@ def main(argv=None):
     entry = json.loads(json.dumps(study_seed(wd)))  # str keys, as when re-read.
     entry["seconds"] = round(time.perf_counter() - start, 1)
     res["per_seed"][str(cfg.seed)] = entry
-    res["seeds"] = sorted(int(s) for s in res["per_seed"])
-    res["summary"] = summarise(res["per_seed"])
-    res["uses_test_labels"] = "AUC columns only, for information; the choice uses held-out source episodes"
-    atomic_write_json(path, res, indent=2)
-    atomic_write_text(out.with_suffix(".md"), markdown(res))
+    write(res, out)
     print(f"seed {cfg.seed} done in {entry['seconds']} s; wrote {path}")
+  if res["per_seed"]:
+    write(res, out)  # Also refreshes the summary and table of seeds computed before.
+
+
+def write(res: dict, out: pathlib.Path) -> None:
+  res["seeds"] = sorted(int(s) for s in res["per_seed"])
+  res["summary"] = summarise(res["per_seed"])
+  res["uses_test_labels"] = "AUC columns only, for information; the choice uses held-out source episodes"
+  atomic_write_json(out.with_suffix(".json"), res, indent=2)
+  atomic_write_text(out.with_suffix(".md"), markdown(res))
 
 
 if __name__ == "__main__":

@@ -34,5 +34,5 @@ def test_summary_counts_wins_and_averages_seeds():
   assert np.isclose(summary["5"]["auc_per_k_test_first"]["mean"], 0.62 + 0.01 + 0.05)
   assert np.isclose(summary["5"]["auc_drawn_test_first"]["std"], 0.01)
   text = meta_shots.markdown({"seeds": [0, 1, 2], "summary": summary, "per_seed": seeds})
-  assert "| 1 | 0.01000 +- 0.00000 | 0.00967 +- 0.00115 | 2 of 3 |" in text
+  assert "| 1 | 0.01000 +- 0.00000 | 0.00967 +- 0.00115 | -3.33 +- 11.55 % | 2 of 3 |" in text
   assert "| 2 | fixed_10 | 0.640 / 0.650 / 0.690 / 0.740 |" in text
