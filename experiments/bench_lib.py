@@ -162,7 +162,7 @@ def bench_meta_step(config, episodes: int, first_order: bool, batching: str = "u
   tx = meta_step_lib.make_meta_optimizer(1e-5)
   meta_step = meta_step_lib.make_meta_step(problem["task_loss"], tx, first_order=first_order, batching=batching,
                                              hessian=hessian)
-  fn = meta_step_lib.jit_meta_step(meta_step, problem["mesh"])
+  fn = meta_step_lib.jit_meta_step(meta_step, problem["mesh"], frame_hw=tuple(config.data.size))
   state = jax.device_put(meta_step_lib.init_meta_state(problem["theta"], problem["alpha"], tx),
                          mesh_lib.replicated(problem["mesh"]))
   row = time_fn(fn, state, problem["frozen"], problem["episodes"], carry=True, **timing)
@@ -174,7 +174,7 @@ def bench_adapt(config, **timing) -> dict:
   """Latency of K = 1 test-time adaptation (jitted `meta.core.adapt`, one inner step, one support window)."""
   problem = meta_bench.make_meta_problem(config, tuple(config.data.size), episodes=1)
   support = problem["episodes"]["support"][0]  # [K=1, T+1, H, W, 3]
-  adapt_fn = meta_bench.make_adapt_fn(problem["task_loss"])
+  adapt_fn = meta_bench.make_adapt_fn(problem["task_loss"], frame_hw=tuple(config.data.size))
   return time_fn(adapt_fn, problem["theta"], problem["alpha"], problem["frozen"], support, **timing)
 
 

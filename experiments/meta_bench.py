@@ -34,6 +34,7 @@ from jaxvad import models  # noqa: E402  pylint: disable=wrong-import-position
 from jaxvad.meta import core  # noqa: E402  pylint: disable=wrong-import-position
 from jaxvad.meta import step as step_lib  # noqa: E402  pylint: disable=wrong-import-position
 from jaxvad.train import mesh as mesh_lib  # noqa: E402  pylint: disable=wrong-import-position
+from jaxvad.train import step as train_step_lib  # noqa: E402  pylint: disable=wrong-import-position
 from jaxvad.utils import atomic_write_json  # noqa: E402  pylint: disable=wrong-import-position
 
 
@@ -83,9 +84,11 @@ def make_meta_problem(config, size: tuple[int, int], episodes: int, k: int = 1, 
           "episodes": mesh_lib.shard_batch(eps, mesh)}
 
 
-def make_adapt_fn(task_loss):
-  """Jitted test-time adaptation ``(theta, alpha, frozen, support [K, T+1, H, W, 3]) -> theta_hat``."""
-  return jax.jit(lambda th, al, fr, s: core.adapt(task_loss, th, al, fr, s))
+def make_adapt_fn(task_loss, frame_hw=None):
+  """Jitted test-time adaptation ``(theta, alpha, frozen, support [K, T+1, H, W, 3]) -> theta_hat``, compiled as
+  `fewshot.Adapter` compiles it for ``frame_hw`` (CPU compiler options by frame size)."""
+  return jax.jit(lambda th, al, fr, s: core.adapt(task_loss, th, al, fr, s),
+                 compiler_options=train_step_lib.cpu_meta_compiler_options(frame_hw))
 
 
 def main(argv=None) -> dict:
@@ -114,7 +117,7 @@ def main(argv=None) -> dict:
     for batching in BATCHINGS:
       meta_step = step_lib.make_meta_step(task_loss, tx, inner_steps=1, first_order=order == "first",
                                           batching=batching)
-      fn = step_lib.jit_meta_step(meta_step, mesh)
+      fn = step_lib.jit_meta_step(meta_step, mesh, frame_hw=tuple(size))
       holder = [jax.device_put(step_lib.init_meta_state(theta, alpha, tx), mesh_lib.replicated(mesh))]
 
       def run(fn=fn, holder=holder):
@@ -128,7 +131,7 @@ def main(argv=None) -> dict:
       print(f"meta step {name:22s} median {median * 1e3:8.1f} ms  (first call {first:.1f} s)", flush=True)
 
   support = jnp.asarray(episodes["support"][0])  # [K, T+1, H, W, 3]
-  adapt_fn = make_adapt_fn(task_loss)
+  adapt_fn = make_adapt_fn(task_loss, frame_hw=tuple(size))
   first, median, times = _time(lambda: adapt_fn(theta, alpha, frozen, support), repeats)
   results["adapt_k1"] = {"first_call_s": first, "median_s": median, "times_s": times}
   print(f"adapt K=1 median {median * 1e3:.1f} ms (first call {first:.1f} s)", flush=True)

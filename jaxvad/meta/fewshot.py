@@ -30,6 +30,7 @@ from jaxvad.data.windows import gather_windows
 from jaxvad.data.types import Split
 from jaxvad.evaluate import scoring
 from jaxvad.meta import core
+from jaxvad.train import step as train_step_lib
 from jaxvad.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,7 @@ class Adapter:
 
   def __post_init__(self):
     task_loss = core.make_task_loss(self.mdef.module, self.mdef.loss_fn, self.model_config)
-    self._meta = jax.jit(lambda theta, alpha, frozen, support: core.adapt(
-        task_loss, theta, alpha, frozen, support, num_steps=self.inner_steps))
+    self._meta = {}  # (H, W) -> jitted Meta-SGD adaptation, its CPU compiler options chosen by frame size.
     self._finetune = {}  # steps -> jitted (theta, frozen, support, lr) -> theta.
     self._task_loss = task_loss
 
@@ -83,7 +83,12 @@ class Adapter:
       return theta
     original, method = method, ADAPTATION.get(method, method)
     if method == "meta":
-      return self._meta(theta, alpha, self.frozen, support)
+      hw = tuple(support.shape[2:4])  # support [K, T+1, H, W, 3]
+      if hw not in self._meta:
+        self._meta[hw] = jax.jit(lambda theta, alpha, frozen, sup: core.adapt(
+            self._task_loss, theta, alpha, frozen, sup, num_steps=self.inner_steps),
+                                 compiler_options=train_step_lib.cpu_meta_compiler_options(hw))
+      return self._meta[hw](theta, alpha, self.frozen, support)
     if method == "finetune":
       lr, steps = self.finetune_settings(original)
       if lr == 0 or steps == 0:

@@ -17,6 +17,7 @@ import optax
 from jaxvad.meta import core
 from jaxvad.meta import learners as learners_lib
 from jaxvad.train import mesh as mesh_lib
+from jaxvad.train import step as train_step_lib
 from jaxvad.errors import ConfigError
 from jaxvad.train import step as step_lib
 
@@ -114,12 +115,14 @@ def make_meta_step(task_loss: core.TaskLoss, tx: optax.GradientTransformation, *
   return meta_step
 
 
-def jit_meta_step(meta_step: Callable, mesh) -> Callable:
+def jit_meta_step(meta_step: Callable, mesh, frame_hw=None) -> Callable:
   """Jits the step for a data-parallel mesh: episodes split over ``data``, the rest replicated.
 
   The state is donated. The number of episodes E must be divisible by the number of devices
-  (place them with `jaxvad.train.mesh.shard_batch`).
+  (place them with `jaxvad.train.mesh.shard_batch`). ``frame_hw``: the (H, W) of the frames, which picks
+  the CPU compiler options (`jaxvad.train.step.cpu_meta_compiler_options`; None: the default program).
   """
   rep = mesh_lib.replicated(mesh)
+  options = train_step_lib.cpu_meta_compiler_options(frame_hw, mesh.devices.flat)
   return jax.jit(meta_step, in_shardings=(rep, rep, mesh_lib.batch_sharding(mesh)),
-                 out_shardings=(rep, rep), donate_argnums=(0,))
+                 out_shardings=(rep, rep), donate_argnums=(0,), compiler_options=options)

@@ -104,7 +104,8 @@ def meta_train(config, workdir, split: Split, params, *, progress: bool = True):
   step_fn = meta_step_lib.jit_meta_step(
       meta_step_lib.make_meta_step(task_loss, tx, inner_steps=mc.inner_steps, first_order=mc.first_order,
                                    batching=batching, hessian=mc.get("hessian", "forward"),
-                                   remat=bool(mc.get("remat", False)), learner=learner.name), mesh)
+                                   remat=bool(mc.get("remat", False)), learner=learner.name), mesh,
+      frame_hw=tuple(config.data.size))
   k_support = tuple(mc.get("shots", ())) or mc.k_support  # meta.shots set: K drawn per meta-batch from it.
   sampler = make_sampler(split, t=config.data.t, k_support=k_support, n_query=mc.n_query, seed=config.seed,
                          scene_weights=getattr(split, "scene_weights", None))

@@ -112,6 +112,26 @@ def cpu_train_compiler_options() -> tuple:
   return tuple(CPU_TRAIN_COMPILER_OPTIONS.items())
 
 
+# The meta step and Meta-SGD test-time adaptation (`jaxvad.meta`) take the same option from 128x128 frames up:
+# paper width, 2 CPU cores, interleaved in one process: meta step (K = Q = 2) 1.28x faster at 256x256 and 1.19x at
+# 128x128, K = 1 adaptation 1.09x / 1.03x; at 64x64 it costs (0.89x / 0.75x), so smaller frames keep the default.
+CPU_META_MIN_PIXELS = 128 * 128
+
+
+def cpu_meta_compiler_options(frame_hw, devices=None) -> dict | None:
+  """`CPU_TRAIN_COMPILER_OPTIONS` for a meta step / adaptation on ``frame_hw`` (H, W) frames, or None.
+
+  None (the default program) off CPU, for frames under `CPU_META_MIN_PIXELS`, for an unknown size, or when
+  `cpu_train_compiler_options` gives none (env ``JAXVAD_TRAIN_YNN_CONV=1``, or a jaxlib that rejects them).
+  """
+  devices = list(devices) if devices is not None else jax.devices()
+  if frame_hw is None or any(d.platform != "cpu" for d in devices):
+    return None
+  if int(frame_hw[0]) * int(frame_hw[1]) < CPU_META_MIN_PIXELS:
+    return None
+  return dict(cpu_train_compiler_options()) or None
+
+
 def jit_train_step(train_step: Callable, mesh) -> Callable:
   """Jits the step for a data-parallel mesh: state replicated and donated, batch sharded.
 
