@@ -111,7 +111,8 @@ def real_config(arg: str) -> ml_collections.ConfigDict:
     JAXVAD_DATA=../shared/data jaxvad meta --config configs/meta.py:mixed_ped2 --workdir runs/meta_mixed_ped2
 
   Runtime, measured on 2 CPU cores shared with other jobs: real_ped2 23.5 / 31.1 / 36.3 min (seeds 0 / 1 / 2; the aim,
-  <= 30 min per seed, met by seed 0, the least shared), mixed_ped2 54 min (seed 0, three other jobs running).
+  <= 30 min per seed, met by seed 0, the least shared), mixed_ped2 54 / 39 / 28 min (seeds 0 / 1 / 2; 3, 2 and 1
+  other jobs running).
   Results and the analysis of why adaptation does not help: docs/fewshot.md. realscenes is read from
   $JAXVAD_DATA/realscenes (default ./data/realscenes).
   """
