@@ -129,7 +129,7 @@ def real_config(arg: str) -> ml_collections.ConfigDict:
   c.train.num_steps = 500
   _meta_fields(c, paper=False)
   c.meta.num_steps = 300
-  c.meta.shots = (1, 5, 10)  # K drawn per meta-batch from the tested shots (not yet compared with one K).
+  c.meta.shots = (1, 5, 10)  # K drawn per meta-batch: no worse than one model per K (docs/fewshot.md).
   c.fewshot.methods = ("meta", "meta_fo", "finetune", "pretrained")  # meta_fo: a 2nd, first-order meta-training.
   c.fewshot.support = ("test_first", "train_random")
   c.fewshot.reference = True  # In-domain reference line: the same model trained on Ped2's training split.

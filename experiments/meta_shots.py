@@ -141,7 +141,8 @@ def summarise(seeds: dict) -> dict:
       r[what] = {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0}
     rel = [100 * (s["per_k"][ks]["heldout_after_per_k"] / s["per_k"][ks]["heldout_after_drawn"] - 1)
            for s in seeds.values()]
-    r["per_k_minus_drawn_pct"] = {"mean": float(np.mean(rel)), "std": float(np.std(rel, ddof=1)) if len(rel) > 1 else 0.0}
+    r["per_k_minus_drawn_pct"] = {"mean": float(np.mean(rel)),
+                                  "std": float(np.std(rel, ddof=1)) if len(rel) > 1 else 0.0}
     r["per_k_lower_heldout_loss_seeds"] = sum(s["per_k"][ks]["heldout_after_per_k"]
                                               < s["per_k"][ks]["heldout_after_drawn"] for s in seeds.values())
     for support in any_seed["per_k"][ks]["auc_drawn"]:
@@ -156,7 +157,8 @@ def markdown(res: dict) -> str:
   lines = [f"Seeds {', '.join(str(s) for s in res['seeds'])}. Held-out SOURCE query loss after Meta-SGD adaptation "
            f"({NUM_EPISODES} episodes per K; the label-free choice criterion) and, for information, the Ped2 frame "
            "AUC of the Meta row (mean +- std over seeds).", "",
-           "| K | held-out loss, drawn | held-out loss, one model per K | per-K vs drawn | seeds where per-K is lower | "
+           "| K | held-out loss, drawn | held-out loss, one model per K | per-K vs drawn | "
+           "seeds where per-K is lower | "
            "AUC test_first drawn | AUC test_first per-K | AUC train_random drawn | AUC train_random per-K |",
            "|---|---|---|---|---|---|---|---|---|"]
 
@@ -167,7 +169,8 @@ def markdown(res: dict) -> str:
   for k, r in res["summary"].items():
     rel = r["per_k_minus_drawn_pct"]
     lines.append(f"| {k} | {f(r['heldout_after_drawn'])} | {f(r['heldout_after_per_k'])} | "
-                 f"{rel['mean']:+.2f} +- {rel['std']:.2f} % | {r['per_k_lower_heldout_loss_seeds']} of {n} | {f(r['auc_drawn_test_first'], 3)} | "
+                 f"{rel['mean']:+.2f} +- {rel['std']:.2f} % | {r['per_k_lower_heldout_loss_seeds']} of {n} | "
+                 f"{f(r['auc_drawn_test_first'], 3)} | "
                  f"{f(r['auc_per_k_test_first'], 3)} | {f(r['auc_drawn_train_random'], 3)} | "
                  f"{f(r['auc_per_k_train_random'], 3)} |")
   lines += ["", "Per seed and schedule (Ped2 AUC of the Meta row at K = 0 / 1 / 5 / 10; meta-training time of this "

@@ -89,7 +89,8 @@ def test_adapter_with_options_adapts_the_same(problem, monkeypatch):
     monkeypatch.setattr(step_lib, "CPU_META_MIN_PIXELS", min_pixels)
     adapter = fewshot.Adapter(mdef, config.model, frozen)
     out[name] = jax.device_get(adapter.adapt("meta", theta, alpha, support))
-    text[name] = adapter._meta[(16, 16)].lower(theta, alpha, frozen, support).compile().as_text()  # pylint: disable=protected-access
+    jitted = adapter._meta[(16, 16)]  # pylint: disable=protected-access
+    text[name] = jitted.lower(theta, alpha, frozen, support).compile().as_text()
   assert "ynn_fusion" in text["default"] and text["forced"] != text["default"]
   moved = [float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(out["default"]), jax.tree.leaves(theta))]
   assert max(moved) > 1e-4  # The step really moves theta, so equality below is not trivial.
