@@ -1,4 +1,4 @@
-"""Does longer meta-training help? Continue a finished `jaxvad meta` workdir's meta-training and re-score (issue 14).
+"""Does longer meta-training help? Continues a finished `jaxvad meta` workdir's meta-training and re-score (issue 14).
 
 Copy a seed's ``pretrain``, ``meta`` and ``config.json`` into a new folder, then this resumes meta-training there to
 ``STEPS`` (same config otherwise), logs the meta loss to ``meta/metrics.jsonl`` and scores the Meta row at the
