@@ -59,7 +59,7 @@ def heldout_loss(config, task_loss, adapter, theta, alpha, frozen, heldout, k: i
   return {"before": float(np.mean(before)), "after": float(np.mean(after))}
 
 
-def _last_meta_loss(metrics: pathlib.Path) -> float | None:
+def last_meta_loss(metrics: pathlib.Path) -> float | None:
   lines = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()] if metrics.exists() else []
   vals = [r["meta_loss"] for r in lines if "meta_loss" in r][-3:]
   return float(np.mean(vals)) if vals else None
@@ -83,7 +83,7 @@ def study_seed(workdir: pathlib.Path, *, progress=print) -> dict:
   tables = {table.get("support", "test_first"): table, **table.get("by_support", {})}
   schedules = {"drawn": {"config": config, "dir": workdir,
                          "auc": {s: {int(k): v for k, v in tab["auc"]["meta"].items()} for s, tab in tables.items()},
-                         "meta_loss": _last_meta_loss(workdir / "meta" / "metrics.jsonl")}}
+                         "meta_loss": last_meta_loss(workdir / "meta" / "metrics.jsonl")}}
   for k in drawn:
     cfg = copy.deepcopy(config)
     cfg.meta.shots = ()
@@ -103,7 +103,7 @@ def study_seed(workdir: pathlib.Path, *, progress=print) -> dict:
     if "auc" in sch:  # The run's own table (same frames).
       entry["auc"], entry["meta_loss"] = sch["auc"], sch["meta_loss"]
     else:
-      entry["meta_loss"] = _last_meta_loss(sch["dir"] / "meta" / "metrics.jsonl")
+      entry["meta_loss"] = last_meta_loss(sch["dir"] / "meta" / "metrics.jsonl")
       entry["auc"] = {}
       unadapted = {}
       for support in tables:
