@@ -21,7 +21,8 @@ sys.path.insert(0, str(REPO))
 # pylint: disable=wrong-import-position
 from jaxvad import run_record  # noqa: E402
 from jaxvad.data import multisource, sources  # noqa: E402
-from jaxvad.meta import fewshot, finetune_select, protocol  # noqa: E402
+from experiments import meta_shots  # noqa: E402
+from jaxvad.meta import finetune_select, protocol  # noqa: E402
 from jaxvad.meta import train as meta_train_lib  # noqa: E402
 from jaxvad.utils import atomic_write_json  # noqa: E402
 
@@ -45,14 +46,10 @@ def main(argv=None):
   lines = [json.loads(x) for x in (wd / "meta" / "metrics.jsonl").read_text().splitlines() if x.strip()]
   out["meta_loss"] = {r["step"]: r["meta_loss"] for r in lines}
   adapter = protocol._adapter(cfg, frozen)  # pylint: disable=protected-access
-  unadapted = {}
-  for support in ("test_first", "train_random"):
-    tab = fewshot.fewshot_table(adapter, theta, alpha, target, t=cfg.data.t, shots=cfg.fewshot.shots,
-                                methods=("meta",), batch_size=cfg.fewshot.batch_size,
-                                score_weights=dict(cfg.eval.score_weights), progress=False, support=support,
-                                train_split=target_train, seed=cfg.seed, unadapted=unadapted)
-    out[support] = tab["auc"]["meta"]
-    print(support, tab["auc"]["meta"], flush=True)
+  for support, aucs in meta_shots.meta_row_aucs(cfg, adapter, theta, alpha, target, target_train,
+                                                ("test_first", "train_random")).items():
+    out[support] = aucs
+    print(support, aucs, flush=True)
   atomic_write_json(wd / "longer.json", out, indent=1)
 
 

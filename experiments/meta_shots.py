@@ -59,6 +59,18 @@ def heldout_loss(config, task_loss, adapter, theta, alpha, frozen, heldout, k: i
   return {"before": float(np.mean(before)), "after": float(np.mean(after))}
 
 
+def meta_row_aucs(cfg, adapter, theta, alpha, target, target_train, supports) -> dict:
+  """{support: {K: AUC}} of the Meta row at ``fewshot.shots`` (K = 0 scored once), as the run's table scores it."""
+  out, unadapted = {}, {}
+  for support in supports:
+    tab = fewshot.fewshot_table(adapter, theta, alpha, target, t=cfg.data.t, shots=cfg.fewshot.shots,
+                                methods=("meta",), batch_size=cfg.fewshot.batch_size,
+                                score_weights=dict(cfg.eval.score_weights), progress=False, support=support,
+                                train_split=target_train, seed=cfg.seed, unadapted=unadapted)
+    out[support] = {int(k): v for k, v in tab["auc"]["meta"].items()}
+  return out
+
+
 def last_meta_loss(metrics: pathlib.Path) -> float | None:
   lines = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()] if metrics.exists() else []
   vals = [r["meta_loss"] for r in lines if "meta_loss" in r][-3:]
@@ -104,14 +116,7 @@ def study_seed(workdir: pathlib.Path, *, progress=print) -> dict:
       entry["auc"], entry["meta_loss"] = sch["auc"], sch["meta_loss"]
     else:
       entry["meta_loss"] = last_meta_loss(sch["dir"] / "meta" / "metrics.jsonl")
-      entry["auc"] = {}
-      unadapted = {}
-      for support in tables:
-        tab = fewshot.fewshot_table(adapter, theta, alpha, target, t=cfg.data.t, shots=cfg.fewshot.shots,
-                                    methods=("meta",), batch_size=cfg.fewshot.batch_size,
-                                    score_weights=dict(cfg.eval.score_weights), progress=False, support=support,
-                                    train_split=target_train, seed=cfg.seed, unadapted=unadapted)
-        entry["auc"][support] = {int(k): v for k, v in tab["auc"]["meta"].items()}
+      entry["auc"] = meta_row_aucs(cfg, adapter, theta, alpha, target, target_train, tuple(tables))
     out["schedules"][name] = entry
     progress(f"seed {config.seed} {name}: held-out source query loss after adaptation "
              + ", ".join(f"K={k} {v['after']:.5f}" for k, v in entry["heldout_source"].items())

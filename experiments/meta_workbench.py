@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 from experiments import meta_shots  # noqa: E402
 from jaxvad import models, run_record  # noqa: E402
 from jaxvad.data import multisource, sources  # noqa: E402
-from jaxvad.meta import core, fewshot, finetune_select, protocol  # noqa: E402
+from jaxvad.meta import core, finetune_select, protocol  # noqa: E402
 from jaxvad.meta import train as meta_train_lib  # noqa: E402
 from jaxvad.utils import atomic_write_json, atomic_write_text  # noqa: E402
 
@@ -76,13 +76,7 @@ def run_variant(config, workdir, source, heldout, target, target_train, params, 
   if variant == RUN_VARIANT:
     entry["auc"] = {s: {int(k): v for k, v in tab["auc"]["meta"].items()} for s, tab in tables.items()}
   else:
-    entry["auc"], unadapted = {}, {}
-    for support in tables:
-      tab = fewshot.fewshot_table(adapter, theta, alpha, target, t=cfg.data.t, shots=cfg.fewshot.shots,
-                                  methods=("meta",), batch_size=cfg.fewshot.batch_size,
-                                  score_weights=dict(cfg.eval.score_weights), progress=False, support=support,
-                                  train_split=target_train, seed=cfg.seed, unadapted=unadapted)
-      entry["auc"][support] = {int(k): v for k, v in tab["auc"]["meta"].items()}
+    entry["auc"] = meta_shots.meta_row_aucs(cfg, adapter, theta, alpha, target, target_train, tuple(tables))
   return json.loads(json.dumps(entry))
 
 
