@@ -36,3 +36,28 @@ def test_summary_counts_wins_and_averages_seeds():
   text = meta_shots.markdown({"seeds": [0, 1, 2], "summary": summary, "per_seed": seeds})
   assert "| 1 | 0.01000 +- 0.00000 | 0.00967 +- 0.00115 | -3.33 +- 11.55 % | 2 of 3 |" in text
   assert "| 2 | fixed_10 | 0.640 / 0.650 / 0.690 / 0.740 |" in text
+
+
+def test_meta_row_aucs_scores_both_protocols_on_a_tiny_model():
+  """The helper's Meta row: every K for both protocols, K = 0 shared, equal to fewshot_table's own."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from jaxvad import config_lib, models  # pylint: disable=import-outside-toplevel
+  from jaxvad.data import synthetic  # pylint: disable=import-outside-toplevel
+  from jaxvad.meta import core, fewshot  # pylint: disable=import-outside-toplevel
+  from tests.test_fewshot import TINY  # pylint: disable=import-outside-toplevel
+  cfg = config_lib.apply_overrides(config_lib.load_config("configs/meta.py:synthetic"), TINY)
+  mdef = models.build(cfg.model)
+  params = mdef.module.init(jax.random.PRNGKey(0), jax.numpy.zeros((1, 4, 16, 16, 3)))["params"]
+  theta, frozen = core.split_params(params)
+  alpha = core.init_alpha(theta, 1e-1)
+  bench = synthetic.make_benchmark(size=16, num_scenes=1, frames_per_video=30, train_videos_per_scene=1,
+                                   test_videos_per_scene=2)
+  adapter = fewshot.Adapter(mdef, cfg.model, frozen)
+  aucs = meta_shots.meta_row_aucs(cfg, adapter, theta, alpha, bench["testing"], bench["training"],
+                                  ("test_first", "train_random"))
+  assert set(aucs) == {"test_first", "train_random"} and list(aucs["test_first"]) == [0, 1, 3]
+  assert aucs["test_first"][0] == aucs["train_random"][0]
+  ref = fewshot.fewshot_table(adapter, theta, alpha, bench["testing"], t=cfg.data.t, shots=cfg.fewshot.shots,
+                              methods=("meta",), batch_size=cfg.fewshot.batch_size,
+                              score_weights=dict(cfg.eval.score_weights), progress=False)
+  assert aucs["test_first"] == {int(k): v for k, v in ref["auc"]["meta"].items()}
