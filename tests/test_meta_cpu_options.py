@@ -18,7 +18,7 @@ from jaxvad.meta import step as meta_step_lib
 from jaxvad.train import mesh as mesh_lib
 from jaxvad.train import step as step_lib
 
-pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu", reason="CPU compiler options")
+pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU compiler options; nothing to check on GPU/TPU")
 
 
 def _options_or_skip():

@@ -57,6 +57,7 @@ def test_meta_row_aucs_scores_both_protocols_on_a_tiny_model():
                                   ("test_first", "train_random"))
   assert set(aucs) == {"test_first", "train_random"} and list(aucs["test_first"]) == [0, 1, 3]
   assert aucs["test_first"][0] == aucs["train_random"][0]
+  assert aucs["test_first"][3] != aucs["train_random"][3]  # Different shots: the protocol really reached the table.
   ref = fewshot.fewshot_table(adapter, theta, alpha, bench["testing"], t=cfg.data.t, shots=cfg.fewshot.shots,
                               methods=("meta",), batch_size=cfg.fewshot.batch_size,
                               score_weights=dict(cfg.eval.score_weights), progress=False)

@@ -17,7 +17,6 @@ import optax
 from jaxvad.meta import core
 from jaxvad.meta import learners as learners_lib
 from jaxvad.train import mesh as mesh_lib
-from jaxvad.train import step as train_step_lib
 from jaxvad.errors import ConfigError
 from jaxvad.train import step as step_lib
 
@@ -123,6 +122,6 @@ def jit_meta_step(meta_step: Callable, mesh, frame_hw=None) -> Callable:
   the CPU compiler options (`jaxvad.train.step.cpu_meta_compiler_options`; None: the default program).
   """
   rep = mesh_lib.replicated(mesh)
-  options = train_step_lib.cpu_meta_compiler_options(frame_hw, mesh.devices.flat)
+  options = step_lib.cpu_meta_compiler_options(frame_hw, mesh.devices.flat)
   return jax.jit(meta_step, in_shardings=(rep, rep, mesh_lib.batch_sharding(mesh)),
                  out_shardings=(rep, rep), donate_argnums=(0,), compiler_options=options)

@@ -113,8 +113,9 @@ def cpu_train_compiler_options() -> tuple:
 
 
 # The meta step and Meta-SGD test-time adaptation (`jaxvad.meta`) take the same option from 128x128 frames up:
-# paper width, 2 CPU cores, interleaved in one process: meta step (K = Q = 2) 1.28x faster at 256x256 and 1.19x at
-# 128x128, K = 1 adaptation 1.09x / 1.03x; at 64x64 it costs (0.89x / 0.75x), so smaller frames keep the default.
+# paper width, 2 CPU cores, interleaved in one process (experiments/results/meta_cpu_options_*.json): meta step
+# (K = Q = 2) 1.21x faster at 256x256 and 1.17x at 128x128, K = 1 adaptation 1.03x / 0.99x; at 64x64 it costs
+# (0.89x / 0.79x), so smaller frames keep the default.
 CPU_META_MIN_PIXELS = 128 * 128
 
 
