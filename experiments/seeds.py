@@ -6,7 +6,9 @@ comparisons there need a few seeds. For every seed this runs ``jaxvad run --set 
 ``eval/scores.npz`` the pooled frame AUC, the per-video AUC and the Gaussian-smoothed frame AUC
 (the reference's 15-tap, sigma 2 filter) of every single score (FP = "psnr", FR = "feature_error",
 ...) and of the config's combined score, and writes one JSON with the per-seed values and their
-mean, standard deviation, min and max.
+mean, standard deviation, min and max, and each seed's training time (summed from the run's
+``metrics.jsonl``, compilation included; resumed runs count only the steps they ran) and, for a
+seed this call ran, the wall time of its ``jaxvad run`` (kept in ``ROOT/seed_S/seed_run.json``).
 
 Usage:
   JAXVAD_DATA=../shared/data .venv/bin/python experiments/seeds.py \\
@@ -21,9 +23,11 @@ import json
 import pathlib
 import subprocess
 import sys
+import time
 
 import numpy as np
 
+from experiments import cpu_info
 from jaxvad.evaluate import report, scoring
 from jaxvad.utils import atomic_open
 
@@ -61,6 +65,32 @@ def run_aucs(eval_dir: str | pathlib.Path) -> dict[str, dict[str, float]]:
   return out
 
 
+def train_seconds(workdir: str | pathlib.Path) -> float | None:
+  """Seconds spent in training steps: sum over the log windows of metrics.jsonl of steps / steps_per_s.
+
+  None when the run has no metrics file (or no timed window)."""
+  path = pathlib.Path(workdir) / "metrics.jsonl"
+  if not path.exists():
+    return None
+  total, prev, timed = 0.0, 0, False
+  for line in path.read_text().splitlines():
+    row = json.loads(line) if line.strip() else {}
+    if "step" not in row:
+      continue
+    if row.get("steps_per_s"):
+      total += (row["step"] - prev) / row["steps_per_s"]
+      timed = True
+    prev = row["step"]
+  return total if timed else None
+
+
+def run_times(workdir: str | pathlib.Path) -> dict[str, float | None]:
+  """{"train_s": from metrics.jsonl, "wall_s": the ``jaxvad run`` call that seeds.py timed (else None)}."""
+  record = pathlib.Path(workdir) / "seed_run.json"
+  wall = json.loads(record.read_text()).get("wall_s") if record.exists() else None
+  return {"train_s": train_seconds(workdir), "wall_s": wall}
+
+
 def summarize(per_seed: dict[int, dict[str, dict[str, float]]]) -> dict[str, dict[str, dict[str, float]]]:
   """Row -> metric -> {"mean", "std" (sample, ddof 1), "min", "max", "n"} over the seeds."""
   first = next(iter(per_seed.values()))
@@ -93,7 +123,7 @@ def main(argv=None) -> None:
   p.add_argument("--out", required=True, help="JSON file to write")
   args = p.parse_args(argv)
 
-  per_seed = {}
+  per_seed, times = {}, {}
   for seed in parse_seeds(args.seeds):
     workdir = pathlib.Path(args.root) / f"seed_{seed}"
     if not (workdir / "eval" / "results.json").exists():
@@ -102,13 +132,18 @@ def main(argv=None) -> None:
              "--no-progress", "--set", f"seed={seed}"]
       cmd += [a for s in args.set for a in ("--set", s)]
       print("+", " ".join(cmd), flush=True)
+      t0 = time.perf_counter()
       if subprocess.run(cmd).returncode:
         raise SystemExit(f"error: seed {seed} failed (see {workdir}); rerun to resume it")
+      with atomic_open(workdir / "seed_run.json", "w") as f:
+        json.dump({"wall_s": time.perf_counter() - t0, "command": cmd[3:]}, f)
     per_seed[seed] = run_aucs(workdir / "eval")
+    times[seed] = run_times(workdir)
     print(f"seed {seed}: " + ", ".join(f"{r} {v['auc']:.4f}" for r, v in per_seed[seed].items()), flush=True)
 
   payload = {"config": args.config, "overrides": args.set, "seeds": list(per_seed),
-             "per_seed": {str(s): v for s, v in per_seed.items()}, "summary": summarize(per_seed)}
+             "per_seed": {str(s): v for s, v in per_seed.items()}, "summary": summarize(per_seed),
+             "times": {str(s): v for s, v in times.items()}, "cpu": cpu_info.cpu_info()}
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   with atomic_open(out, "w") as f:
