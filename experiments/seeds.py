@@ -27,9 +27,11 @@ import time
 
 import numpy as np
 
-from experiments import cpu_info
-from jaxvad.evaluate import report, scoring
-from jaxvad.utils import atomic_open
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # Run as a script from anywhere.
+
+from experiments import cpu_info  # noqa: E402  pylint: disable=wrong-import-position
+from jaxvad.evaluate import report, scoring  # noqa: E402
+from jaxvad.utils import atomic_open  # noqa: E402
 
 ROW_NAMES = {"psnr": "FP", "feature_error": "FR", "memory_distance": "memory"}
 # Columns that `evaluate_scores` derives and `save_scores` stores beside the raw scores.
