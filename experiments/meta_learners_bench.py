@@ -155,8 +155,12 @@ def main(argv=None) -> dict:
           f"meta step {step * 1e3:6.1f} ms, temp {out['adapted'][adapted]['meta_step_temp_bytes'] / 2**20:7.2f} MiB",
           flush=True)
 
+  # Each section keeps the conditions it was measured under (a rerun of one section keeps the others').
+  when = {"load_average": list(os.getloadavg()), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+          "quick": args.quick}
+  by_section = {**out["setup"].get("by_section", {}), **{name: when for name in sections}}
   out["setup"] = {
-      **out["setup"], "sections_last_run": sections,
+      **out["setup"], "sections_last_run": sections, "by_section": by_section,
       "quick": args.quick, "memory_and_learners": {"size": [mem_size, mem_size], "width": mem_width,
                                                    "episodes": episodes, "k": 1, "q": 1, "batching": "unroll"},
       "adapted": {"size": [ad_size, ad_size], "width": ad_width, "k": 1, "inner_steps": 1, "total_params": int(total),

@@ -7,7 +7,8 @@ comparisons there need a few seeds. For every seed this runs ``jaxvad run --set 
 (the reference's 15-tap, sigma 2 filter) of every single score (FP = "psnr", FR = "feature_error",
 ...) and of the config's combined score, and writes one JSON with the per-seed values and their
 mean, standard deviation, min and max, and each seed's training time (summed from the run's
-``metrics.jsonl``, compilation included; resumed runs count only the steps they ran) and, for a
+``metrics.jsonl``, compilation included; a resumed run's file keeps each step once, so it sums the
+time of the windows that were kept) and, for a
 seed this call ran, the wall time of its ``jaxvad run`` (kept in ``ROOT/seed_S/seed_run.json``).
 
 Usage:

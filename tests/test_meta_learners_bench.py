@@ -20,6 +20,7 @@ def test_adapted_section_rerun_keeps_the_others(tmp_path):
   assert params == sorted(params) and len(set(params)) == 4 and rows["all"]["fraction"] == 1.0
   # Second order over the whole model needs more scratch memory than over the DPU alone.
   assert rows["all"]["meta_step_temp_bytes"] > rows["dpu"]["meta_step_temp_bytes"] > 0
-  assert json.loads(out.read_text())["setup"]["sections_last_run"] == ["adapted"]
+  setup = json.loads(out.read_text())["setup"]
+  assert setup["sections_last_run"] == ["adapted"] and list(setup["by_section"]) == ["adapted"]
   with pytest.raises(SystemExit, match="--sections"):
     meta_learners_bench.main(["--quick", "--sections", "adapted,speed", "--out", str(out)])
